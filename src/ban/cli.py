@@ -1,0 +1,46 @@
+"""The `ban` command: parse, call the API, print. Bad input ends in one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ban.commands.info import eval_cmd, info
+from ban.commands.train import train
+from ban.errors import BanError
+
+app = typer.Typer(
+    name="ban",
+    help="Detect, name and remove backdoors in image classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train)
+app.command("info")(info)
+app.command("eval")(eval_cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; a BanError prints one line and returns 2 (usage errors too)."""
+    try:
+        app(args=argv, prog_name="ban", standalone_mode=True)
+    except BanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

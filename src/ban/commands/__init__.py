@@ -1,0 +1,1 @@
+"""The `ban` command's subcommands, one module each (parse, call the API, print)."""

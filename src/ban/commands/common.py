@@ -1,0 +1,52 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ban.data import ImageData, balanced_sample, defender_split, load_dataset
+from ban.errors import BanError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataOpt = typer.Option("fashion-mnist", "--data", help="Dataset name (fashion-mnist, mnist, cifar10), image folder or .npz.")
+DataDirOpt = typer.Option(None, "--data-dir", help="Folder holding the dataset's files (default: the built-in location).")
+SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """`key=value` pairs; values parsed as JSON where possible (numbers, true/false, lists), else strings."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BanError(f"parameter '{item}' must look like key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def attacker_and_defender(
+    data: str, data_dir: Path | None, split_seed: int = 0, defender_fraction: float = 0.1
+) -> tuple[ImageData, ImageData]:
+    """The training set split into the attacker's part and the defender's held-out pool (paper: 90/10)."""
+    train = load_dataset(data, "train", data_dir)
+    return defender_split(train, defender_fraction, split_seed)
+
+
+def maybe_subset(data: ImageData, n: int | None, seed: int) -> ImageData:
+    """A class-balanced subset of `n` images, or `data` itself when `n` is None or covers it."""
+    if n is None or n >= len(data):
+        return data
+    return balanced_sample(data, n, seed)

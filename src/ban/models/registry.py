@@ -1,0 +1,61 @@
+"""`create_model(name, ...)` and `list_models()`: the model zoo as a dict of constructors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ban.errors import BanError
+from ban.models.base import SplitModel
+from ban.models.densenet import densenet121
+from ban.models.mobilenetv2 import MobileNetV2
+from ban.models.preact_resnet import preact_resnet18
+from ban.models.resnet import resnet18
+from ban.models.small_cnn import SmallCNN
+from ban.models.vgg import vgg16_bn
+
+MODELS: dict[str, Callable[..., SplitModel]] = {
+    "resnet18": resnet18,
+    "preact_resnet18": preact_resnet18,
+    "vgg16": vgg16_bn,
+    "densenet121": densenet121,
+    "mobilenetv2": MobileNetV2,
+    "small_cnn": SmallCNN,
+}
+_ALIASES = {
+    "preactresnet18": "preact_resnet18",
+    "vgg16_bn": "vgg16",
+    "vgg16bn": "vgg16",
+    "mobilenet_v2": "mobilenetv2",
+    "smallcnn": "small_cnn",
+    "cnn": "small_cnn",
+}
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def canonical_arch(name: str) -> str:
+    key = name.lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in MODELS:
+        raise BanError(f"unknown architecture '{name}'; choose one of {', '.join(list_models())}")
+    return key
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: float = 1.0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> SplitModel:
+    """Build a registered architecture. `mean`/`std` become its first (normalisation) layer."""
+    if num_classes < 2:
+        raise BanError(f"num_classes must be at least 2, got {num_classes}")
+    if width <= 0:
+        raise BanError(f"width multiplier must be positive, got {width}")
+    return MODELS[canonical_arch(name)](
+        num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std
+    )

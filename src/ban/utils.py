@@ -1,0 +1,96 @@
+"""Small shared helpers: device choice, seeding, atomic writes, version stamps."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ban.errors import BanError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`"auto"` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BanError(f"device '{device}' was asked for but CUDA is not available; pass --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise BanError(f"unknown device '{device}'; use auto, cpu or cuda[:N]") from exc
+
+
+def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A torch.Generator seeded with `seed` (explicit randomness: nothing reads the global RNG)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global RNGs too, for library code (cuDNN, layer init) that reads them."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every result."""
+    from ban import __version__
+
+    return {
+        "ban": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it."""
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write text to `path` atomically (write, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put `model` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def batches(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices covering range(n)."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
