@@ -47,7 +47,7 @@ class Zoo:
 
     def path(self, name: str) -> Path:
         recipe = RECIPES[name]
-        key = hashlib.sha256(json.dumps([recipe, TRAIN_SIZE, TEST_SIZE, 1], sort_keys=True).encode()).hexdigest()[:12]
+        key = hashlib.sha256(json.dumps([recipe, TRAIN_SIZE, TEST_SIZE, 2], sort_keys=True).encode()).hexdigest()[:12]
         return CACHE / f"{name}-{key}.safetensors"
 
     def get(self, name: str) -> Checkpoint:
@@ -65,7 +65,7 @@ class Zoo:
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         attack = create_attack(r["attack"], **r.get("attack_params", {})) if r.get("attack") else None
         mean, std = normalization_for(self.train)
-        model = create_model(r["arch"], 10, 1, r["width"], mean, std)
+        model = create_model(r["arch"], 10, 1, r["width"], mean, std, seed=r["seed"])
         cfg = TrainConfig(epochs=r["epochs"], lr=r["lr"], augment=r["augment"], seed=r["seed"], device="cpu", quiet=True)
         report = train_model(model, self.train, cfg, attack, self.test)
         assert report.test is not None

@@ -60,7 +60,7 @@ def train(
             kwargs.pop("victim")
         atk = create_attack(attack, **kwargs)
     mean, std = normalization_for(train_part)
-    model = create_model(arch, train_part.num_classes, train_part.image_shape[0], width, mean, std)
+    model = create_model(arch, train_part.num_classes, train_part.image_shape[0], width, mean, std, seed=seed)
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
+
 from ban.errors import BanError
 from ban.models.base import SplitModel
 from ban.models.densenet import densenet121
@@ -50,12 +52,20 @@ def create_model(
     width: float = 1.0,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    seed: int | None = None,
 ) -> SplitModel:
-    """Build a registered architecture. `mean`/`std` become its first (normalisation) layer."""
+    """Build a registered architecture. `mean`/`std` become its first (normalisation) layer.
+
+    With `seed`, the initial weights are drawn from a generator seeded with it (same seed, same
+    weights) without touching the global RNG state.
+    """
     if num_classes < 2:
         raise BanError(f"num_classes must be at least 2, got {num_classes}")
     if width <= 0:
         raise BanError(f"width multiplier must be positive, got {width}")
-    return MODELS[canonical_arch(name)](
-        num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std
-    )
+    build = MODELS[canonical_arch(name)]
+    if seed is None:
+        return build(num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std)

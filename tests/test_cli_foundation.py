@@ -1,0 +1,82 @@
+"""The `ban` command on bad input: one line naming the problem, exit code 2, no traceback, no partial file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ban.cli import main
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["info", "missing.safetensors"], "not found"),
+        (["train", "--out", "{tmp}/m.safetensors", "--arch", "resnet1000"], "unknown architecture"),
+        (["train", "--out", "{tmp}/m.safetensors", "--data", "nowhere-data"], "unknown dataset"),
+        (["train", "--out", "{tmp}/m.safetensors", "--data-dir", "{tmp}/empty"], "dataset-fashion-mnist"),
+        (["train", "--out", "{tmp}/m.safetensors", "--attack", "nosuch"], "unknown attack"),
+        (["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--poison-rate", "1.5"], "poison rate"),
+        (["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--target", "12", "--subset", "200"],
+         "outside the class range"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, err = run(args, capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_corrupt_checkpoint_in_a_real_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ban.cli", "info", str(bad), "--arch", "resnet18"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_train_eval_info_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.safetensors"
+    code = main(["train", "--arch", "small_cnn", "--width", "0.5", "--epochs", "2", "--subset", "1000", "--batch-size", "32",
+                 "--test-subset", "300", "--lr", "0.05", "--out", str(out), "--seed", "3", "-q"])
+    assert code == 0 and out.exists()
+    printed = capsys.readouterr().out
+    assert "BA " in printed
+    assert main(["eval", str(out), "--test-subset", "300", "--seed", "3"]) == 0
+    ba = float(capsys.readouterr().out.split()[1])
+    from ban.checkpoint import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["seed"] == 3 and meta["dataset"] == "fashion-mnist"
+    assert abs(meta["ba"] - ba) < 1e-4  # eval reproduces the BA recorded at training time
+    assert 0.3 < ba <= 1.0  # one epoch on 600 images learns well beyond chance (0.1)
+    assert main(["info", str(out)]) == 0
+    assert "small_cnn" in capsys.readouterr().out
+
+
+def test_training_is_deterministic_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ban.checkpoint import load_model
+
+    for name in ("a", "b"):
+        main(["train", "--arch", "small_cnn", "--width", "0.25", "--epochs", "1", "--subset", "300",
+              "--test-subset", "100", "--out", str(tmp_path / f"{name}.safetensors"), "--seed", "1", "-q"])
+    a, b = load_model(tmp_path / "a.safetensors"), load_model(tmp_path / "b.safetensors")
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va, vb), k
