@@ -12,7 +12,7 @@ setup: $(VENV)/.ban-installed data
 $(VENV)/.ban-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	$(BIN)/pip install -q --no-deps foolbox
 	touch $@
 

@@ -57,8 +57,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     device = resolve_device(args.device)
-    print(f"device {device}, threads {torch.get_num_threads()}, input {args.channels}x{args.size}x{args.size}, "
-          f"batch {args.batch}, {args.steps} timed steps")
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, input {args.channels}x{args.size}x{args.size}, "
+        f"batch {args.batch}, {args.steps} timed steps"
+    )
     print(f"{'arch':<16} {'width':>5} {'train img/s':>12} {'infer img/s':>12}")
     for arch in args.archs.split(","):
         for width in (float(w) for w in args.widths.split(",")):

@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from ban.api import detect, mitigate  # noqa: E402
 from ban.attacks import create_attack, list_attacks  # noqa: E402
 from ban.checkpoint import Checkpoint, load_model, save_model  # noqa: E402
 from ban.data import load_dataset  # noqa: E402
@@ -15,9 +16,11 @@ __all__ = [
     "__version__",
     "create_attack",
     "create_model",
+    "detect",
     "evaluate",
     "list_attacks",
     "list_models",
+    "mitigate",
     "load_dataset",
     "load_model",
     "save_model",

@@ -6,7 +6,11 @@ import sys
 
 import typer
 
+from ban.commands.attack import attack_app
+from ban.commands.bench import app as bench_app
+from ban.commands.detect import detect
 from ban.commands.info import eval_cmd, info
+from ban.commands.mitigate import mitigate
 from ban.commands.train import train
 from ban.errors import BanError
 
@@ -20,6 +24,10 @@ app = typer.Typer(
 app.command("train")(train)
 app.command("info")(info)
 app.command("eval")(eval_cmd)
+app.command("detect")(detect)
+app.command("mitigate")(mitigate)
+app.add_typer(attack_app, name="attack")
+app.add_typer(bench_app, name="bench")
 
 
 def main(argv: list[str] | None = None) -> int:

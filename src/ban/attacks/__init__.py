@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from ban.attacks.adap_blend import AdapBlend
 from ban.attacks.badnets import BadNets
-from ban.attacks.base import Attack, PoisonedData, StaticPoisonAttack
+from ban.attacks.base import Attack, PerBatchAttack, PoisonedData, StaticPoisonAttack
+from ban.attacks.blend import Blend
+from ban.attacks.bpp import Bpp
+from ban.attacks.iad import IAD
+from ban.attacks.ssdt import SSDT
+from ban.attacks.wanet import WaNet
 from ban.errors import BanError
 
 ATTACKS: dict[str, type[Attack]] = {
     "badnets": BadNets,
+    "blend": Blend,
+    "wanet": WaNet,
+    "iad": IAD,
+    "bpp": Bpp,
+    "adap-blend": AdapBlend,
+    "ssdt": SSDT,
 }
 
 
@@ -24,8 +36,8 @@ def create_attack(name: str, **params: Any) -> Attack:
         raise BanError(f"unknown attack '{name}'; choose one of {', '.join(list_attacks())}")
     try:
         return ATTACKS[key](**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise BanError(f"bad parameters for attack '{key}': {exc}") from exc
 
 
-__all__ = ["ATTACKS", "Attack", "PoisonedData", "StaticPoisonAttack", "create_attack", "list_attacks"]
+__all__ = ["ATTACKS", "Attack", "PerBatchAttack", "PoisonedData", "StaticPoisonAttack", "create_attack", "list_attacks"]

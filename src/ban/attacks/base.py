@@ -81,10 +81,17 @@ class Attack(nn.Module):
         return {"target": self.target, "mode": self.mode, "poison_rate": self.poison_rate, "victim": self.victim}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params(), "image_shape": self.image_shape, "num_classes": self.num_classes}
+        return {
+            "name": self.name,
+            "params": self.params(),
+            "image_shape": self.image_shape,
+            "num_classes": self.num_classes,
+        }
 
     # ------------------------------------------------------------------ setup
-    def setup(self, image_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator | None = None) -> None:
+    def setup(
+        self, image_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator | None = None
+    ) -> None:
         """Build the trigger state for images of `image_shape` (C, H, W). Called before training and on load."""
         if not 0 <= self.target < num_classes:
             raise BanError(f"target class {self.target} is outside the class range 0..{num_classes - 1}")
@@ -127,7 +134,7 @@ class Attack(nn.Module):
         return PoisonedData(data)
 
     def prepare_training(self, model: nn.Module, data: ImageData, epochs: int, generator: torch.Generator) -> None:
-        """Work before the first epoch (IAD's mask pre-training, Bpp's residual pool). Default: nothing."""
+        """Work before the first epoch (IAD's mask pre-training and trigger optimiser). Default: nothing."""
 
     def poison_batch(self, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Per-batch poisoning of a clean batch (before augmentation). Default: the batch unchanged."""
@@ -163,12 +170,63 @@ class StaticPoisonAttack(Attack):
         """Triggered training images (may differ from the test trigger, e.g. Adap-Blend's partial one)."""
         return self.apply_trigger(x, generator)
 
+    def choose_cover_index(self, data: ImageData, poison_index: Tensor, generator: torch.Generator) -> Tensor:
+        """Indices that get the trigger but keep their label (Adap-Blend's cover samples). Default: none."""
+        return torch.empty(0, dtype=torch.long)
+
     def poison_dataset(self, data: ImageData, generator: torch.Generator) -> PoisonedData:
         candidates = torch.nonzero(self.poisonable(data.y)).flatten()
         index = choose_poison_index(candidates, self.poison_rate, generator)
+        cover = self.choose_cover_index(data, index, generator)
         x = data.x.clone()
         y = data.y.clone()
         x[index] = self.poison_images(x[index], generator).clamp(0, 1)
         y[index] = self.target_labels(y[index])
+        if len(cover):
+            x[cover] = self.poison_images(x[cover], generator).clamp(0, 1)
         out = ImageData(x, y, data.num_classes, data.name, data.flip, list(data.class_names))
-        return PoisonedData(out, poison_index=index)
+        return PoisonedData(out, poison_index=index, cover_index=cover)
+
+
+def partner_index(n: int, device: torch.device | str = "cpu") -> Tensor:
+    """For each position of a batch of `n`, the position of another image: (i + n//2) mod n."""
+    return (torch.arange(n, device=device) + n // 2) % n
+
+
+class PerBatchAttack(Attack):
+    """Attacks that poison part of every training batch (WaNet, Bpp; IAD and SSDT build on it).
+
+    Each batch: `int(n·poison_rate)` images that `poisonable` allows get the trigger and the
+    attacker's label; the next `num_extra` other images get the attack's label-keeping variant
+    (WaNet's noise mode, Bpp's negative samples); the rest stay clean. Batches come shuffled,
+    so "the first ones" are a random choice.
+    """
+
+    def num_extra(self, n: int, n_bd: int) -> int:
+        """How many label-keeping samples a batch of `n` with `n_bd` backdoor samples gets."""
+        return 0
+
+    def extra_images(self, x: Tensor, partner: Tensor, generator: torch.Generator) -> Tensor:
+        """The label-keeping variant of `x`; `partner` holds another image for each (Bpp's residual donor)."""
+        return x
+
+    def batch_roles(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(backdoor positions, label-keeping positions) within a batch with labels `y`."""
+        n = len(y)
+        candidates = torch.nonzero(self.poisonable(y)).flatten()
+        bd = candidates[: int(n * self.poison_rate)]
+        rest = torch.ones(n, dtype=torch.bool, device=y.device)
+        rest[bd] = False
+        extra = torch.nonzero(rest).flatten()[: self.num_extra(n, len(bd))]
+        return bd, extra
+
+    def poison_batch(self, x: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        bd, extra = self.batch_roles(y)
+        xp, yp = x.clone(), y.clone()
+        if len(extra):
+            partner = x[partner_index(len(x), x.device)[extra]]
+            xp[extra] = self.extra_images(x[extra], partner, generator).clamp(0, 1)
+        if len(bd):
+            xp[bd] = self.apply_trigger(x[bd], generator).clamp(0, 1)
+            yp[bd] = self.target_labels(y[bd])
+        return xp, yp

@@ -1,10 +1,17 @@
-"""Trigger application shared by the patch and blend attacks: x' = (1−M)⊙x + M⊙((1−α)x + α·P)."""
+"""Trigger pieces shared by the attacks: blending x' = (1−M)⊙x + M⊙((1−α)x + α·P), patterns and pictures."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from ban.errors import BanError
 
 
 def blend_trigger(x: Tensor, pattern: Tensor, mask: Tensor, alpha: float = 1.0) -> Tensor:
@@ -29,10 +36,8 @@ def resize_pattern(pattern: Tensor, image_shape: tuple[int, int, int]) -> Tensor
     if p.shape[0] != c:
         if c == 1:
             p = p.mean(0, keepdim=True)
-        elif p.shape[0] == 1:
-            p = p.expand(c, h, w)
         else:
-            p = p[:c]
+            p = p.repeat(-(-c // p.shape[0]), 1, 1)[:c]
     return p.clamp(0, 1).contiguous()
 
 
@@ -52,3 +57,44 @@ def checkerboard_patch(image_shape: tuple[int, int, int], size: int = 3) -> tupl
     pattern[:, h - size :, w - size :] = base
     mask[:, h - size :, w - size :] = 1.0
     return pattern, mask
+
+
+def noise_pattern(image_shape: tuple[int, int, int], seed: int = 0, std: float = 0.5) -> Tensor:
+    """A fixed Gaussian noise image N(0.5, std²) clipped to [0, 1] (BAN/ANP's 'gaussian_noise' trigger style).
+
+    Drawn from its own generator, so the same `seed` and shape always give the same image.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    return (0.5 + std * torch.randn(image_shape, generator=g)).clamp(0, 1)
+
+
+def structured_pattern(image_shape: tuple[int, int, int]) -> Tensor:
+    """A deterministic structured colour picture (concentric rings crossed by diagonal stripes).
+
+    Stands in for Adap-Blend's hellokitty_32.png, which ban cannot ship. It is defined on
+    normalised coordinates, so it rasterises at any size; grey images get the channel mean.
+    """
+    c, h, w = image_shape
+    v = torch.linspace(0, 1, h)[:, None].expand(h, w)
+    u = torch.linspace(0, 1, w)[None, :].expand(h, w)
+    r = torch.sqrt((u - 0.45) ** 2 + (v - 0.4) ** 2)
+    stripes = torch.sin(2 * math.pi * 3 * (u - v))
+    rings = [torch.cos(2 * math.pi * 5 * r + k * math.pi / 3) for k in (-1, 0, 1)]
+    rgb = torch.stack([0.5 + 0.28 * ring + 0.22 * stripes for ring in rings])
+    return resize_pattern(rgb.clamp(0, 1), image_shape)
+
+
+def load_image_pattern(path: str | Path, image_shape: tuple[int, int, int]) -> Tensor:
+    """A picture file read with Pillow as a (C, H, W) pattern in [0, 1], resized to `image_shape`."""
+    p = Path(path)
+    if not p.is_file():
+        raise BanError(f"trigger image {p} not found; pass an existing picture file (PNG, JPEG, ...)")
+    c = image_shape[0]
+    try:
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB" if c == 3 else "L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BanError(f"cannot read trigger image {p} ({exc}); pass a PNG or JPEG picture") from exc
+    t = torch.from_numpy(arr)
+    t = t.permute(2, 0, 1) if t.ndim == 3 else t[None]
+    return resize_pattern(t, image_shape)

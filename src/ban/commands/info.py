@@ -11,8 +11,10 @@ from ban.attacks import list_attacks
 from ban.checkpoint import load_model
 from ban.commands.common import DataDirOpt, DeviceOpt, SeedOpt, console, maybe_subset
 from ban.data import list_datasets, load_dataset
+from ban.detectors import list_detectors
 from ban.errors import BanError
 from ban.evaluate import evaluate
+from ban.mitigations import list_mitigations
 from ban.models import list_models
 
 
@@ -25,6 +27,8 @@ def info(
     if model is None:
         console.print(f"models:   {', '.join(list_models())}")
         console.print(f"attacks:  {', '.join(list_attacks())}")
+        console.print(f"detectors: {', '.join(list_detectors())}")
+        console.print(f"mitigations: {', '.join(list_mitigations())}")
         console.print(f"datasets: {', '.join(list_datasets())} (or an image folder / .npz path)")
         return
     ckpt = load_model(model, arch=arch)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ban.detectors.ban_detector import BAN
 from ban.detectors.base import Detector, Verdict
+from ban.detectors.btidbf import BTIDBF, BTIDBFStar
+from ban.detectors.featurere import FeatureRE
+from ban.detectors.neural_cleanse import NeuralCleanse
+from ban.detectors.tabor import Tabor
+from ban.detectors.unicorn import Unicorn
 from ban.errors import BanError
 
 DETECTORS: dict[str, type[Detector]] = {}
+DETECTORS["ban"] = BAN
+DETECTORS.update({"nc": NeuralCleanse, "tabor": Tabor, "featurere": FeatureRE, "unicorn": Unicorn})
+DETECTORS.update({"btidbf": BTIDBF, "btidbf-star": BTIDBFStar})
 
 
 def list_detectors() -> list[str]:

@@ -1,0 +1,167 @@
+"""The benchmark's work as content-addressed tasks: train a model, run a detector on it, run a mitigation on it.
+
+Each task's output path carries the hash of everything that shapes it (its resolved spec), so a
+rerun finds finished work by path alone and an edited setting gets a new path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ban.bench.spec import ArchSpec, BenchSpec, MethodSpec
+
+CLEAN = "clean"
+#: bump when the meaning of a stored file changes, so old files are not reused
+LAYOUT_VERSION = 1
+
+
+def content_key(obj: Any) -> str:
+    """Short stable hash of a JSON-serialisable object."""
+    return hashlib.sha256(json.dumps([obj, LAYOUT_VERSION], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+@dataclass
+class ModelJob:
+    """One model of the zoo: architecture, seed, recipe, and (for backdoored models) the attack."""
+
+    group: str
+    arch: str
+    width: float
+    arch_label: str
+    seed: int
+    attack: str | None
+    attack_params: dict[str, Any]
+    recipe: dict[str, Any]
+    data: dict[str, Any]
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = content_key(
+            {
+                "arch": self.arch,
+                "width": self.width,
+                "seed": self.seed,
+                "attack": self.attack,
+                "attack_params": self.attack_params,
+                "recipe": self.recipe,
+                "data": self.data,
+            }
+        )
+
+    @property
+    def id(self) -> str:
+        return _slug(f"{self.group}-{self.arch_label}-s{self.seed}-{self.key[:8]}")
+
+    @property
+    def backdoored(self) -> bool:
+        return self.attack is not None
+
+    def path(self, out: Path) -> Path:
+        return out / "models" / f"{self.id}.safetensors"
+
+
+@dataclass
+class MethodJob:
+    """A detector ("detect") or mitigation ("mitigate") run on one model with the defender's clean data."""
+
+    kind: Literal["detect", "mitigate"]
+    model: ModelJob
+    method: str
+    label: str
+    kwargs: dict[str, Any]
+    clean_samples: int
+    seed: int
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = content_key(
+            {
+                "kind": self.kind,
+                "model": self.model.key,
+                "method": self.method,
+                "kwargs": self.kwargs,
+                "clean_samples": self.clean_samples,
+                "seed": self.seed,
+            }
+        )
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind} {self.label} on {self.model.id}"
+
+    def path(self, out: Path) -> Path:
+        return out / "results" / self.kind / self.model.id / f"{_slug(self.label)}-{self.key[:10]}.json"
+
+
+@dataclass
+class Task:
+    """What an executor runs: a training job or a method job."""
+
+    kind: Literal["train", "detect", "mitigate"]
+    job: ModelJob | MethodJob
+    depends_on: str | None = field(default=None)
+
+    @property
+    def id(self) -> str:
+        return f"train {self.job.id}" if self.kind == "train" else self.job.id
+
+    def path(self, out: Path) -> Path:
+        return self.job.path(out)
+
+
+def _data_key(spec: BenchSpec) -> dict[str, Any]:
+    return spec.data.model_dump(mode="json", exclude={"data_dir"})
+
+
+def model_jobs(spec: BenchSpec) -> list[ModelJob]:
+    """Every model of the zoo: per architecture, `models` per attack (targets cycling) and the clean ones."""
+    recipe = spec.train.model_dump(mode="json")
+    data = _data_key(spec)
+    jobs: list[ModelJob] = []
+
+    def add(arch: ArchSpec, group: str, i: int, attack: str | None, params: dict[str, Any]) -> None:
+        jobs.append(
+            ModelJob(group, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data)
+        )
+
+    for arch in spec.architectures:
+        for atk in spec.attacks:
+            for i in range(atk.models or spec.models_per_attack):
+                params = dict(atk.params)
+                if atk.targets:
+                    params["target"] = atk.targets[i % len(atk.targets)]
+                add(arch, atk.row, i, atk.name, params)
+        for i in range(spec.clean_models):
+            add(arch, CLEAN, i, None, {})
+    return jobs
+
+
+def _method_job(
+    kind: Literal["detect", "mitigate"], model: ModelJob, m: MethodSpec, default_n: int, seed: int
+) -> MethodJob:
+    return MethodJob(kind, model, m.name, m.column, m.kwargs(), m.clean_samples or default_n, seed)
+
+
+def plan_tasks(spec: BenchSpec) -> list[Task]:
+    """All tasks of the benchmark, each model's training followed by the detectors and mitigations on it."""
+    tasks: list[Task] = []
+    for model in model_jobs(spec):
+        train = Task("train", model)
+        tasks.append(train)
+        for d in spec.detectors:
+            job = _method_job("detect", model, d, spec.clean_samples.detect, spec.seed)
+            tasks.append(Task("detect", job, train.id))
+        if model.backdoored:
+            for m in spec.mitigations:
+                job = _method_job("mitigate", model, m, spec.clean_samples.mitigate, spec.seed)
+                tasks.append(Task("mitigate", job, train.id))
+    return tasks

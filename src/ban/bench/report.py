@@ -1,0 +1,221 @@
+"""`write_report(out)`: the paper-style tables (Markdown, CSV, LaTeX) and figures of a benchmark folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ban.bench.metrics import (
+    FPR_BUDGET,
+    auroc,
+    bd_and_acc,
+    bootstrap,
+    detection_times,
+    is_correct,
+    labels_and_scores,
+    mean_std,
+    tpr_at_fpr,
+)
+from ban.bench.plan import CLEAN
+from ban.bench.plots import heatmap_figure, roc_figure
+from ban.bench.results import BenchResults, load_results
+from ban.bench.store import load_bench_spec
+from ban.bench.table import Table
+from ban.utils import atomic_write_text
+
+
+@dataclass
+class WrittenReport:
+    markdown: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "-" if x is None or np.isnan(x) else f"{x:.{digits}f}"
+
+
+def _groups(res: BenchResults) -> list[str]:
+    rows = [a.row for a in res.spec.attacks]
+    return rows + ([CLEAN] if res.spec.clean_models else [])
+
+
+def _archs(res: BenchResults) -> list[str]:
+    return [a.label for a in res.spec.architectures]
+
+
+def _detectors(res: BenchResults) -> list[str]:
+    return [d.column for d in res.spec.detectors]
+
+
+def _by(results: list[dict[str, Any]], **where: str) -> list[dict[str, Any]]:
+    out = []
+    for r in results:
+        if all((r["method"] if k == "method" else r["model"][k]) == v for k, v in where.items()):
+            out.append(r)
+    return out
+
+
+def detection_table(res: BenchResults) -> Table:
+    """Rows: attack (and clean); columns: detector x architecture, each a Bd. and an Acc. cell."""
+    archs, dets = _archs(res), _detectors(res)
+    headers = ["Attack"]
+    cols: list[tuple[str, str]] = []
+    for arch in archs:
+        for det in dets:
+            name = det if len(archs) == 1 else f"{det} ({arch})"
+            headers += [f"{name} Bd.", f"{name} Acc."]
+            cols.append((arch, det))
+    table = Table(
+        "detection",
+        "Detection: Bd. = backdoored models detected with the right target / N (clean row: flagged / N); "
+        "Acc. = detection accuracy over backdoored and clean models",
+        headers,
+        note="Acc. of an attack row counts that attack's models and the clean models of the same architecture.",
+    )
+    for g in _groups(res):
+        row = [g]
+        for arch, det in cols:
+            bd, acc = bd_and_acc(_by(res.detections, arch_label=arch, method=det), g, CLEAN)
+            row += [str(bd), _fmt(acc.rate, 2)]
+        table.rows.append(row)
+    return table
+
+
+def roc_table(res: BenchResults, n_boot: int) -> Table:
+    """Per detector over the whole zoo: AUROC and TPR at 5% FPR with bootstrap 95% CIs, detection rate."""
+    table = Table(
+        "roc",
+        f"Score-based detection over the zoo: AUROC and TPR at {FPR_BUDGET:.0%} FPR "
+        f"(bootstrap 95% CI, {n_boot} resamples)",
+        ["Detector", "Backdoored", "Clean", "AUROC", "AUROC low", "AUROC high", "TPR@5%FPR", "TPR low", "TPR high",
+         "Detected", "Accuracy"],
+        note="Backdoored models are positives; the verdict's continuous score ranks them. Detected = flagged with the "
+        "right target; Accuracy = correct verdicts over all models.",
+    )
+    for det in _detectors(res):
+        rows = _by(res.detections, method=det)
+        y, s = labels_and_scores(rows)
+        a = bootstrap(y, s, auroc, n_boot)
+        t = bootstrap(y, s, tpr_at_fpr, n_boot)
+        bd = sum(is_correct(r) for r in rows if r["model"]["backdoored"])
+        correct = sum(is_correct(r) for r in rows)
+        table.rows.append(
+            [det, str(int(y.sum())), str(int(len(y) - y.sum())), _fmt(a.value), _fmt(a.low), _fmt(a.high),
+             _fmt(t.value), _fmt(t.low), _fmt(t.high), f"{bd}/{int(y.sum())}",
+             _fmt(correct / len(rows) if rows else np.nan)]
+        )
+    return table
+
+
+def time_table(res: BenchResults) -> Table:
+    """Mean and median wall time of one detection, per detector (and architecture)."""
+    headers = ["Detector", "Architecture", "N", "Mean (s)", "Median (s)"]
+    table = Table("time", "Detection time per model (seconds)", headers)
+    for det in _detectors(res):
+        for arch in _archs(res):
+            rows = _by(res.detections, method=det, arch_label=arch)
+            mean, median = detection_times(rows)
+            table.rows.append([det, arch, str(len(rows)), _fmt(mean, 1), _fmt(median, 1)])
+    return table
+
+
+def zoo_table(res: BenchResults) -> Table:
+    """BA and ASR (mean±std over the models) of the zoo, per attack and architecture."""
+    archs = _archs(res)
+    headers = ["Attack"]
+    for arch in archs:
+        name = "" if len(archs) == 1 else f" ({arch})"
+        headers += [f"N{name}", f"BA{name}", f"ASR{name}"]
+    table = Table("zoo", "The zoo: benign accuracy (BA) and attack success rate (ASR), mean±std over models", headers)
+    for g in _groups(res):
+        row = [g]
+        for arch in archs:
+            models = [m for m in res.models if m["group"] == g and m["arch_label"] == arch]
+            row += [str(len(models)), mean_std(m["ba"] for m in models), mean_std(m["asr"] for m in models)]
+        table.rows.append(row)
+    return table
+
+
+def mitigation_table(res: BenchResults) -> Table:
+    """Rows: attack (x architecture); columns: BA / ASR before, then after each method, and its time."""
+    methods = [m.column for m in res.spec.mitigations]
+    archs = _archs(res)
+    headers = ["Attack", "N", "Before BA / ASR"]
+    for m in methods:
+        headers += [f"{m} BA / ASR", f"{m} time (s)"]
+    table = Table(
+        "mitigation",
+        "Mitigation: BA / ASR on the test set before and after each method (mean over the backdoored models)",
+        headers,
+    )
+    for g in [a.row for a in res.spec.attacks]:
+        for arch in archs:
+            mine = [r for r in res.mitigations if r["model"]["group"] == g and r["model"]["arch_label"] == arch]
+            models = [m for m in res.models if m["group"] == g and m["arch_label"] == arch]
+            label = g if len(archs) == 1 else f"{g} ({arch})"
+            before = f"{_mean(m['ba'] for m in models)} / {_mean(m['asr'] for m in models)}"
+            row = [label, str(len(models)), before]
+            for m in methods:
+                rs = [r for r in mine if r["method"] == m]
+                after = [r["report"].get("after") or {} for r in rs]
+                row.append(f"{_mean(a.get('ba') for a in after)} / {_mean(a.get('asr') for a in after)}" if rs else "-")
+                row.append(_mean((r["report"]["seconds"] for r in rs), 1))
+            table.rows.append(row)
+    return table
+
+
+def _mean(values: Any, digits: int = 3) -> str:
+    v = [float(x) for x in values if x is not None]
+    return _fmt(float(np.mean(v)), digits) if v else "-"
+
+
+def build_tables(res: BenchResults, n_boot: int = 1000) -> list[Table]:
+    tables = [zoo_table(res)]
+    if res.spec.detectors:
+        tables += [detection_table(res), roc_table(res, n_boot), time_table(res)]
+    if res.spec.mitigations and res.spec.attacks:
+        tables.append(mitigation_table(res))
+    return tables
+
+
+def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
+    """Read `out`'s results and write report/report.md, report/report.tex, report/tables/*.csv and the figures."""
+    out = Path(out)
+    spec = load_bench_spec(out)
+    res = load_results(spec, out)
+    folder = out / "report"
+    tables = build_tables(res, n_boot)
+    written = WrittenReport(folder / "report.md")
+    by_det = {d: _by(res.detections, method=d) for d in _detectors(res)}
+    figures = [
+        roc_figure(by_det, folder / "roc.png"),
+        heatmap_figure(by_det, _groups(res), CLEAN, folder / "heatmap.png"),
+    ]
+    done = res.total - len(res.missing)
+    md = [f"# Benchmark `{spec.name}`", ""]
+    if spec.description:
+        md += [spec.description.strip(), ""]
+    md += [
+        f"{done} of {res.total} results present ({len(res.models)} models, {len(res.detections)} detections, "
+        f"{len(res.mitigations)} mitigations)"
+        + (f"; {len(res.missing)} missing: rerun `ban bench run` to finish." if res.missing else "."),
+        "",
+    ]
+    tex = []
+    for t in tables:
+        md.append(t.to_markdown())
+        tex.append(t.to_latex())
+        csv_path = folder / "tables" / f"{t.name}.csv"
+        atomic_write_text(csv_path, t.to_csv())
+        written.files.append(csv_path)
+    for fig in figures:
+        if fig is not None:
+            md.append(f"![{fig.stem}]({fig.name})\n")
+            written.files.append(fig)
+    atomic_write_text(folder / "report.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex))
+    atomic_write_text(written.markdown, "\n".join(md))
+    written.files[:0] = [written.markdown, folder / "report.tex"]
+    return written

@@ -1,0 +1,61 @@
+"""Read a benchmark folder's finished results back: the planned tasks whose files exist."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ban.bench.plan import ModelJob, Task, plan_tasks
+from ban.bench.spec import BenchSpec
+from ban.checkpoint import read_metadata
+
+
+@dataclass
+class BenchResults:
+    """The zoo's models (metadata), the detection and mitigation results, and what is still missing."""
+
+    spec: BenchSpec
+    models: list[dict[str, Any]] = field(default_factory=list)
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    mitigations: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.models) + len(self.detections) + len(self.mitigations) + len(self.missing)
+
+
+def _model_row(job: ModelJob, meta: dict[str, Any]) -> dict[str, Any]:
+    train = meta.get("train") or {}
+    return {
+        "id": job.id,
+        "group": job.group,
+        "arch_label": job.arch_label,
+        "backdoored": job.backdoored,
+        "seed": job.seed,
+        "target": meta.get("target"),
+        "ba": meta.get("ba"),
+        "asr": meta.get("asr"),
+        "train_seconds": train.get("seconds"),
+    }
+
+
+def load_results(spec: BenchSpec, out: Path) -> BenchResults:
+    """Every result of `spec` present under `out` (only files of the planned tasks: stale ones are ignored)."""
+    res = BenchResults(spec)
+    tasks: list[Task] = plan_tasks(spec)
+    for task in tasks:
+        path = task.path(out)
+        if not path.exists():
+            res.missing.append(task.id)
+            continue
+        if task.kind == "train":
+            assert isinstance(task.job, ModelJob)
+            res.models.append(_model_row(task.job, read_metadata(path)))
+        elif task.kind == "detect":
+            res.detections.append(json.loads(path.read_text()))
+        else:
+            res.mitigations.append(json.loads(path.read_text()))
+    return res

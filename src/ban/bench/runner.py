@@ -1,0 +1,118 @@
+"""`run_bench`: train the missing models, run every detector and mitigation, resume where a run stopped.
+
+Finished work is found by its content-addressed path, so a rerun (after a crash, a kill, or with
+more methods in the spec under --force) does only what is missing. Ready tasks are scheduled
+results-first: a model's detectors run as soon as it is trained, so results stream in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ban.bench.display import RunDisplay
+from ban.bench.executors import create_executor
+from ban.bench.plan import Task, plan_tasks
+from ban.bench.spec import BenchSpec, check_data
+from ban.bench.store import claim
+from ban.bench.work import Context, Outcome
+
+
+@dataclass
+class RunSummary:
+    """Counts of a run: tasks in the spec, found finished, run now, failed (with their errors)."""
+
+    total: int
+    cached: int
+    ran: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def schedule(tasks: list[Task], out: Path, executor: Any, display: RunDisplay) -> RunSummary:
+    """Run the unfinished `tasks` on `executor`, dependents after their model, method tasks first."""
+    done = {t.id for t in tasks if t.path(out).exists()}
+    summary = RunSummary(total=len(tasks), cached=len(done))
+    todo = [t for t in tasks if t.id not in done]
+    failed_deps: set[str] = set()
+    in_flight: dict[Any, Task] = {}
+
+    def ready() -> Task | None:
+        for t in todo:  # method tasks first: results stream in, a kill loses little
+            if t.kind != "train" and t.depends_on in done:
+                return t
+        for t in todo:
+            if t.kind == "train":
+                return t
+        return None
+
+    try:
+        while todo or in_flight:
+            while len(in_flight) < executor.slots:
+                task = ready()
+                if task is None:
+                    break
+                todo.remove(task)
+                display.started(task)
+                in_flight[executor.submit(task)] = task
+            if not in_flight:
+                break
+            for handle, outcome in executor.wait(list(in_flight)):
+                task = in_flight.pop(handle)
+                _finish(task, outcome, done, failed_deps, summary, display)
+            _drop_orphans(todo, failed_deps, summary, display)
+    finally:
+        executor.close()
+        display.close()
+    return summary
+
+
+def _drop_orphans(todo: list[Task], failed_deps: set[str], summary: RunSummary, display: RunDisplay) -> None:
+    """Remove (in place) the tasks whose model failed to train, recording them as skipped."""
+    for t in [t for t in todo if t.depends_on in failed_deps]:
+        todo.remove(t)
+        summary.failed[t.id] = f"skipped: {t.depends_on} failed"
+        display.skipped(t, f"its model failed ({t.depends_on})")
+
+
+def _finish(
+    task: Task, outcome: Outcome, done: set[str], failed_deps: set[str], summary: RunSummary, display: RunDisplay
+) -> None:
+    display.finished(task, outcome)
+    if outcome.ok:
+        done.add(task.id)
+        summary.ran += 1
+        summary.seconds += outcome.seconds
+    else:
+        summary.failed[task.id] = outcome.error
+        if task.kind == "train":
+            failed_deps.add(task.id)
+
+
+def run_bench(
+    spec: BenchSpec,
+    out: str | Path,
+    executor: str = "local",
+    jobs: int = 1,
+    ray_address: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    threads: int | None = None,
+) -> RunSummary:
+    """Run the benchmark `spec` into `out` (see `ban.bench.store` for the layout)."""
+    out = Path(out)
+    check_data(spec)
+    claim(out, spec, force)
+    tasks = plan_tasks(spec)
+    ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)
+    ex = create_executor(
+        executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task
+    )
+    done = {t.id for t in tasks if t.path(out).exists()}
+    display = RunDisplay(tasks, done, quiet)
+    return schedule(tasks, out, ex, display)

@@ -1,0 +1,73 @@
+"""`ban bench run SPEC --out DIR` and `ban bench report DIR`: the benchmark over a zoo of models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ban.commands.common import console, err_console
+from ban.errors import BanError
+
+app = typer.Typer(
+    name="bench",
+    help="Benchmark detectors and mitigations over a zoo of clean and backdoored models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command("run")
+def run(
+    spec: Path = typer.Argument(..., help="A zoo spec (YAML), e.g. benchmarks/specs/smoke.yaml."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (models, results, report)."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool; --jobs 1 runs inline) or ray."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Tasks run at once (ray: default = the cluster's CPUs)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start Ray locally)."),
+    force: bool = typer.Option(False, "--force", help="Use DIR even if it holds another spec's results."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Override the spec's data.data_dir."),
+    device: str = typer.Option(None, "--device", help="Override the spec's device (auto, cpu, cuda[:N])."),
+    threads: int = typer.Option(None, "--threads", help="Torch threads per task (default: cores / jobs)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run is complete."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Train the zoo's missing models, run every detector and mitigation, write one JSON per result."""
+    from ban.bench.runner import run_bench
+    from ban.bench.spec import load_spec
+
+    bench = load_spec(spec).with_overrides(str(data_dir) if data_dir else None, device)
+    start = time.perf_counter()
+    summary = run_bench(bench, out, executor, jobs, ray_address, force, quiet, threads)
+    wall = time.perf_counter() - start
+    console.print(
+        f"{summary.total} tasks: {summary.cached} already done, {summary.ran} run now, "
+        f"{len(summary.failed)} failed; {wall:.0f} s"
+    )
+    if summary.failed:
+        for task_id, error in list(summary.failed.items())[:10]:
+            err_console.print(f"failed: {task_id}: {error}")
+        raise typer.Exit(1)
+    if report:
+        _write_report(out, quiet)
+
+
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Argument(..., help="A folder written by `ban bench run`."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only list the files written."),
+) -> None:
+    """Tables (Markdown, CSV, LaTeX), AUROC / TPR@5%FPR with bootstrap CIs, times, BA/ASR, plots."""
+    _write_report(out, quiet, bootstrap)
+
+
+def _write_report(out: Path, quiet: bool, bootstrap: int = 1000) -> None:
+    from ban.bench.report import write_report
+
+    if not out.is_dir():
+        raise BanError(f"{out} not found; pass the --out folder of `ban bench run`")
+    written = write_report(out, n_boot=bootstrap)
+    if not quiet:
+        console.print(written.markdown.read_text(), soft_wrap=True, markup=False, highlight=False)
+    console.print(f"report: {', '.join(str(p) for p in written.files)}", soft_wrap=True)

@@ -1,0 +1,126 @@
+"""`ban detect`: scan one checkpoint (or every checkpoint in a folder) for a backdoor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ban.checkpoint import Checkpoint, load_model
+from ban.clean_data import CleanData
+from ban.commands.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, attacker_and_defender, console, parse_params
+from ban.data import ImageData, balanced_sample
+from ban.detectors import Verdict, create_detector
+from ban.errors import BanError
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def checkpoints_in(path: Path) -> list[Path]:
+    """`path` itself, or the checkpoints inside a folder (sorted)."""
+    if not path.exists():
+        raise BanError(f"{path} not found; pass a checkpoint file or a folder of checkpoints")
+    if path.is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if not found:
+        raise BanError(f"folder {path} holds no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)})")
+    return found
+
+
+def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | None, seed: int) -> CleanData:
+    """The defender's held-out 10% of the training set (the checkpoint's split_seed), class-balanced sample of `n`."""
+    _, pool = attacker_and_defender(data, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
+    sample: ImageData = pool if n is None or n >= len(pool) else balanced_sample(pool, n, seed)
+    clean = CleanData.from_images(sample)
+    clean.check_fits(ckpt.num_classes, ckpt.input_shape)
+    return clean
+
+
+def histogram_line(counts: list[int]) -> str:
+    total = max(1, sum(counts))
+    return "  ".join(f"{c}:{n}" + ("*" if n == max(counts) else "") for c, n in enumerate(counts)) + f"  (of {total})"
+
+
+def print_verdict(name: str, v: Verdict) -> None:
+    state = "[bold red]BACKDOORED[/]" if v.backdoored else "[bold green]clean[/]"
+    target = f", target class {v.target}" if v.target is not None else ""
+    console.print(f"{name}: {state}{target}  score {v.score:.3f} vs threshold {v.threshold:.3f}  ({v.seconds:.1f} s)")
+    for key, label in (("histogram_negative_mask", "(1-m) under noise"), ("histogram_no_mask", "no mask under noise")):
+        if key in v.details:
+            console.print(f"  {label}: {histogram_line(v.details[key])}")
+    if "histogram" in v.details and "histogram_no_mask" not in v.details:
+        console.print(f"  histogram: {histogram_line(v.details['histogram'])}")
+
+
+def detect(
+    model: Path = typer.Argument(..., help="A checkpoint, or a folder: every checkpoint in it is scanned."),
+    data: str = typer.Option(None, "--data", help="Dataset the model was trained on (default: the checkpoint's)."),
+    data_dir: Path = DataDirOpt,
+    clean_samples: int = typer.Option(
+        None, "--clean-samples", help="Clean images to use (default: the whole 10% pool)."
+    ),
+    preset: str = typer.Option(
+        "paper", "--preset", help="paper (the paper's equations, fast) or faithful (official code)."
+    ),
+    detector: str = typer.Option("ban", "--detector", help="Detector name (ban, or a baseline)."),
+    param: list[str] = typer.Option(None, "--param", help="Extra detector setting key=value (repeatable)."),
+    budget: float = typer.Option(1.0, "--budget", help="Fraction of the paper's epochs/steps (CPU runs: 0.25)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the verdict (a list for a folder) as JSON."),
+    figures: Path = typer.Option(None, "--figures", help="Folder for PNG figures (histogram, mask, t-SNE)."),
+    fail_on_backdoor: bool = typer.Option(False, "--fail-on-backdoor", help="Exit 1 when a model is flagged."),
+    arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Scan a model for a backdoor and print the verdict and the prediction histogram under noise."""
+    import json
+
+    paths = checkpoints_in(model)
+    settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **parse_params(param)}
+    if detector.lower() == "ban":
+        settings["preset"] = preset
+    verdicts: list[tuple[str, Verdict]] = []
+    loaded: list[tuple[Checkpoint, CleanData]] = []
+    for path in paths:
+        ckpt = load_model(path, arch=arch)
+        name = data or ckpt.meta.get("dataset")
+        if not name:
+            raise BanError(f"{path.name} does not name its dataset; pass --data")
+        clean = defender_pool(ckpt, name, data_dir, clean_samples, seed)
+        det = create_detector(detector, **settings)
+        verdict = det.detect(ckpt.model, clean)
+        verdicts.append((path.name, verdict))
+        loaded.append((ckpt, clean))
+        print_verdict(path.name, verdict)
+        if figures is not None:
+            from ban.figures import detection_figures
+
+            for fig in detection_figures(det, verdict, ckpt.model, clean, figures / path.stem, seed=seed):
+                console.print(f"  figure: {fig}")
+    if len(verdicts) > 1:
+        table = Table("model", "verdict", "target", "score", "threshold", "seconds")
+        for n, v in verdicts:
+            table.add_row(
+                n,
+                "backdoored" if v.backdoored else "clean",
+                str(v.target),
+                f"{v.score:.3f}",
+                f"{v.threshold:.3f}",
+                f"{v.seconds:.1f}",
+            )
+        console.print(table)
+    if figures is not None and len(loaded) == 2 and detector.lower() == "ban":
+        from ban.figures import tsne_figure
+
+        models, names = [c.model for c, _ in loaded], [n for n, _ in verdicts]
+        console.print(f"  figure: {tsne_figure(models, names, loaded[0][1], figures / 'tsne.png', seed=seed)}")
+    if json_out is not None:
+        from ban.utils import atomic_write_text
+
+        payload = verdicts[0][1].to_dict() if len(verdicts) == 1 else [{"model": n, **v.to_dict()} for n, v in verdicts]
+        atomic_write_text(json_out, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    if fail_on_backdoor and any(v.backdoored for _, v in verdicts):
+        raise typer.Exit(1)

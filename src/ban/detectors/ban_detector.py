@@ -1,0 +1,336 @@
+"""BAN (NeurIPS 2024): detect a backdoor by adversarial neuron noise and a feature mask.
+
+1. Learn a feature mask m on a few clean images (``ban.mask``; BAN's L1-regularised objective).
+2. Find adversarial neuron noise δ, ξ that maximises the clean loss (``ban.noise``).
+3. With the noise on, predict held-out clean images from (1 − m) ⊙ features ("negative-mask"
+   histogram) and from the plain features ("no-mask" histogram). Both are recorded.
+4. Flag the model when more than `threshold` of the held-out images fall in one class of the
+   chosen statistic's histogram; target = that class; score = that class's share.
+
+Presets
+-------
+``paper``    the paper's equations, done efficiently: features computed once without gradient
+             (eval-mode BatchNorm) for mask learning; one PGD run of ``steps`` projected sign
+             steps, each on the next batch of the optimisation set (no noise is thrown away),
+             with BatchNorm in train mode as in the official code (eval-mode noise collapses
+             clean small models into a sink class; measured in docs/ban-defaults.md);
+             predicting stops as soon as the > threshold decision and target are certain.
+``faithful`` the official code's optimisation: train-mode BatchNorm (batch statistics, running
+             statistics updated) during mask and noise; 20 batches of 128 drawn with replacement
+             per mask epoch; noise re-initialised for each of 20 batches and only the last kept;
+             no projection.
+Both restore the model's BatchNorm running statistics and remove the noise afterwards.
+Both use the same statistic and threshold (docs/ban-defaults.md says how they were chosen).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ban.clean_data import CleanData
+from ban.detectors.base import Detector, Verdict
+from ban.errors import BanError
+from ban.mask import MaskConfig, learn_feature_mask
+from ban.models import get_split
+from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
+from ban.progress import track
+from ban.utils import batches, eval_mode, make_generator, resolve_device
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "project": True,
+        "reinit_per_batch": False,
+        "mask_train_mode": False,
+        "noise_train_mode": True,
+        "cache_features": True,
+        "early_stop": True,
+    },
+    "faithful": {
+        "project": False,
+        "reinit_per_batch": True,
+        "mask_train_mode": True,
+        "noise_train_mode": True,
+        "cache_features": False,
+        "early_stop": False,
+    },
+}
+STATISTICS = ("negative-mask", "no-mask")
+MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half for the histogram
+
+
+def check_inputs(model: object, clean: object, who: str) -> None:
+    """A bare nn.Module and CleanData, or a clear error (detectors never see the attack)."""
+    from ban.checkpoint import Checkpoint
+
+    if isinstance(model, Checkpoint):
+        raise BanError(
+            f"{who} takes a bare model, not a Checkpoint (detectors never see the attack); pass checkpoint.model"
+        )
+    if not isinstance(model, nn.Module):
+        raise BanError(f"{who} needs a torch nn.Module as the model, got {type(model).__name__}")
+    if not isinstance(clean, CleanData):
+        raise BanError(
+            f"{who} needs ban.clean_data.CleanData, got {type(clean).__name__}; wrap images with CleanData.from_images"
+        )
+
+
+def model_fits(model: nn.Module, clean: CleanData, device: torch.device) -> None:
+    """Raise unless the model takes the data's images and outputs one logit per class."""
+    try:
+        with torch.no_grad(), eval_mode(model):
+            out = model(clean.x[:2].to(device))
+    except RuntimeError as exc:
+        raise BanError(
+            f"the model cannot read images of shape {clean.image_shape} ({str(exc).splitlines()[0]}); "
+            "pass the dataset the model was trained on"
+        ) from exc
+    clean.check_fits(int(out.shape[-1]), clean.image_shape)
+
+
+class BAN(Detector):
+    """BAN detector. Settings in `__init__`; `detect(model, clean)` returns a Verdict.
+
+    budget multiplies mask epochs and noise steps (1.0 = the paper's 20 epochs and 30 steps).
+    """
+
+    name: ClassVar[str] = "ban"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        device: str = "auto",
+        quiet: bool = True,
+        budget: float = 1.0,
+        preset: str = "paper",
+        statistic: str = "no-mask",
+        threshold: float = 0.55,
+        eps: float = 0.3,
+        steps: int = 30,
+        mask_lambda: float = 0.75,
+        mask_lr: float = 0.01,
+        mask_epochs: int = 20,
+        batch_size: int = 128,
+        batches_per_epoch: int = 20,
+        opt_samples: int = 500,
+        eval_samples: int | None = 5000,
+        early_stop: bool | None = None,
+        noise_train_mode: bool | None = None,
+    ) -> None:
+        super().__init__(seed=seed, device=device, quiet=quiet)
+        if preset not in PRESETS:
+            raise BanError(f"unknown BAN preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        if statistic not in STATISTICS:
+            raise BanError(f"unknown BAN statistic '{statistic}'; choose one of {', '.join(STATISTICS)}")
+        if not 0.0 < threshold < 1.0:
+            raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {threshold}")
+        if not budget > 0:
+            raise BanError(f"budget must be positive (1.0 = the paper's settings), got {budget}")
+        self.budget = float(budget)
+        self.preset = preset
+        self.statistic = statistic
+        self.threshold = float(threshold)
+        self.eps = float(eps)
+        self.steps = int(steps)
+        self.mask_lambda = float(mask_lambda)
+        self.mask_lr = float(mask_lr)
+        self.mask_epochs = int(mask_epochs)
+        self.batch_size = int(batch_size)
+        self.batches_per_epoch = int(batches_per_epoch)
+        self.opt_samples = int(opt_samples)
+        self.eval_samples = eval_samples
+        self.options = dict(PRESETS[preset])
+        if early_stop is not None:
+            self.options["early_stop"] = bool(early_stop)
+        if noise_train_mode is not None:
+            self.options["noise_train_mode"] = bool(noise_train_mode)
+        self.mask: Tensor | None = None  # the last run's mask (C×H×W), for figures
+
+    def scaled(self, count: int) -> int:
+        return max(1, int(round(count * self.budget)))
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "statistic": self.statistic,
+            "threshold": self.threshold,
+            "eps": self.eps,
+            "steps": self.scaled(self.steps),
+            "mask_lambda": self.mask_lambda,
+            "mask_lr": self.mask_lr,
+            "mask_epochs": self.scaled(self.mask_epochs),
+            "batch_size": self.batch_size,
+            "batches_per_epoch": self.batches_per_epoch,
+            "opt_samples": self.opt_samples,
+            "eval_samples": self.eval_samples,
+            "budget": self.budget,
+            **self.options,
+        }
+
+    # ---- steps -------------------------------------------------------------------------------
+    def _split_data(self, clean: CleanData, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        k = clean.num_classes
+        need = MIN_PER_CLASS * k
+        if len(clean) < need:
+            raise BanError(
+                f"BAN needs at least {need} clean images ({MIN_PER_CLASS} per class) to learn its mask and noise and "
+                f"to histogram held-out predictions, got {len(clean)}; pass --clean-samples {max(need, 1000)} or more"
+            )
+        perm = torch.randperm(len(clean), generator=g)
+        n_opt = min(self.opt_samples, len(clean) // 2)
+        opt, rest = perm[:n_opt], perm[n_opt:]
+        if self.eval_samples is not None:
+            rest = rest[: self.eval_samples]
+        return clean.x[opt], clean.y[opt], clean.x[rest], clean.y[rest]
+
+    def _noise(
+        self, model: nn.Module, noise: NeuronNoise, x: Tensor, y: Tensor, g: torch.Generator, dev: torch.device
+    ) -> None:
+        steps = self.scaled(self.steps)
+        if self.options["reinit_per_batch"]:  # official code: re-init per batch, keep the last batch's noise
+            model.train(self.options["noise_train_mode"])
+            cfg = PGDConfig(steps=steps, random_start=True, project=self.options["project"])
+            for _ in track(range(self.batches_per_epoch), "neuron noise", quiet=self.quiet):
+                idx = torch.randint(0, len(x), (min(self.batch_size, len(x)),), generator=g)
+                adversarial_neuron_noise(model, noise, x[idx].to(dev), y[idx].to(dev), cfg, g)
+            return
+        model.train(self.options["noise_train_mode"])
+        noise.reset(random=True, generator=g)
+        order = torch.randperm(len(x), generator=g)
+        chunks = [order[sl] for sl in batches(len(x), self.batch_size)]
+        step = self.eps / steps
+        with noise.applied():
+            for i in track(range(steps), "neuron noise", quiet=self.quiet):
+                idx = chunks[i % len(chunks)]
+                loss = F.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
+                noise.ascend(loss, step, project=self.options["project"])
+
+    @torch.no_grad()
+    def _loss(self, model: nn.Module, x: Tensor, y: Tensor, dev: torch.device) -> float:
+        total = 0.0
+        with eval_mode(model):
+            for sl in batches(len(x), 512):
+                total += float(F.cross_entropy(model(x[sl].to(dev)), y[sl].to(dev), reduction="sum"))
+        return total / max(1, len(x))
+
+    @torch.no_grad()
+    def _histograms(
+        self, model: nn.Module, m: Tensor, x: Tensor, k: int, dev: torch.device
+    ) -> tuple[Tensor, Tensor, int]:
+        """Prediction counts under noise: (negative-mask, no-mask, images predicted)."""
+        split = get_split(model)
+        neg = torch.zeros(k, dtype=torch.long)
+        plain = torch.zeros(k, dtype=torch.long)
+        n_total, seen = len(x), 0
+        limit = self.threshold * n_total
+        with eval_mode(model):
+            for sl in batches(n_total, 256):
+                f = split.features(x[sl].to(dev))
+                logits_neg, logits_plain = split.head((1 - m) * f), split.head(f)
+                if not (torch.isfinite(logits_neg).all() and torch.isfinite(logits_plain).all()):
+                    raise BanError(
+                        "the model outputs NaN/Inf under neuron noise; lower eps (e.g. eps=0.1) or check the model"
+                    )
+                neg += torch.bincount(logits_neg.argmax(1).cpu(), minlength=k)
+                plain += torch.bincount(logits_plain.argmax(1).cpu(), minlength=k)
+                seen = sl.stop
+                if self.options["early_stop"] and _decided(
+                    neg if self.statistic == "negative-mask" else plain, n_total - seen, limit
+                ):
+                    break
+        return neg, plain, seen
+
+    # ---- the detector ------------------------------------------------------------------------
+    def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
+        check_inputs(model, clean, "BAN")
+        start = time.perf_counter()
+        dev = resolve_device(self.device)
+        model.to(dev)
+        model_fits(model, clean, dev)
+        get_split(model)
+        g = make_generator(self.seed)
+        xo, yo, xe, _ye = self._split_data(clean, g)
+        k = clean.num_classes
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
+        was_training = model.training
+        noise = NeuronNoise(model, self.eps)
+        timings: dict[str, float] = {}
+        clean_loss = self._loss(model, xo, yo, dev)
+        try:
+            t = time.perf_counter()
+            mask_cfg = MaskConfig(
+                parametrization="clamp",
+                lam=self.mask_lambda,
+                lr=self.mask_lr,
+                epochs=self.scaled(self.mask_epochs),
+                batch_size=self.batch_size,
+                batches_per_epoch=None if self.options["cache_features"] else self.batches_per_epoch,
+                cache_features=self.options["cache_features"],
+                train_mode=self.options["mask_train_mode"],
+            )
+            result = learn_feature_mask(model, xo, yo, mask_cfg, g, dev, self.quiet)
+            m = result.value()
+            timings["mask"] = time.perf_counter() - t
+            t = time.perf_counter()
+            self._noise(model, noise, xo, yo, g, dev)
+            timings["noise"] = time.perf_counter() - t
+            t = time.perf_counter()
+            with noise.applied():
+                noisy_loss = self._loss(model, xo, yo, dev)  # faithful: with the noise-time running statistics
+                neg, plain, seen = self._histograms(model, m, xe, k, dev)
+            timings["histogram"] = time.perf_counter() - t
+        finally:
+            noise.detach()
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    b.copy_(buffers[n])
+            model.train(was_training)
+        counts = neg if self.statistic == "negative-mask" else plain
+        target = int(counts.argmax())
+        score = float(counts[target]) / max(1, int(counts.sum()))
+        flagged = score > self.threshold
+        self.mask = m.cpu()
+        details = {
+            "histogram": [int(c) for c in counts],
+            "histogram_negative_mask": [int(c) for c in neg],
+            "histogram_no_mask": [int(c) for c in plain],
+            "argmax_class": target,
+            "fraction_negative_mask": float(neg.max()) / max(1, seen),
+            "fraction_no_mask": float(plain.max()) / max(1, seen),
+            "images_predicted": int(seen),
+            "images_held_out": len(xe),
+            "optimisation_images": len(xo),
+            "clean_loss": clean_loss,
+            "noisy_loss": noisy_loss,
+            "loss_rise": noisy_loss - clean_loss,
+            "noise_layers": noise.kind,
+            "noise_neurons": noise.num_neurons,
+            "noise_max_abs": noise.magnitude(),
+            "mask_mean": float(m.mean()),
+            "mask_history": result.history[-1:] if result.history else [],
+            "seconds_per_stage": timings,
+        }
+        return Verdict(
+            detector=self.name,
+            backdoored=bool(flagged),
+            target=target if flagged else None,
+            score=score,
+            threshold=self.threshold,
+            seconds=time.perf_counter() - start,
+            seed=self.seed,
+            settings=self.settings(),
+            details=details,
+        )
+
+
+def _decided(counts: Tensor, remaining: int, limit: float) -> bool:
+    """True when the > limit decision and the winning class can no longer change with `remaining` more images."""
+    top2 = counts.topk(min(2, len(counts))).values.tolist()
+    best, second = top2[0], (top2[1] if len(top2) > 1 else 0)
+    if best > limit and best > second + remaining:
+        return True  # flagged, and no other class can overtake
+    return best + remaining <= limit  # no class can pass the limit any more

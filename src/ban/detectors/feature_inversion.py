@@ -1,0 +1,120 @@
+"""Pieces FeatureRE and Unicorn share: per-target data, feature statistics, the mixed-value rule.
+
+Both invert, for every candidate target t, a trigger whose features (i) reach t through a feature
+mask m (F' = m⊙F + (1−m)⊙F_benign), (ii) lie on a hyperplane (near-constant on the masked
+neurons) and (iii) differ from class t's benign features. A good inversion reaches ASR ≈ 1 with
+a low cosine to t's mean feature, so its mixed value is ≈ −1; FeatureRE flags a model when the
+minimum over targets is below −0.75.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ban.detectors.trigger_search import EPS
+from ban.models import get_split
+from ban.utils import batches
+
+
+def input_std(model: nn.Module, channels: int, device: torch.device) -> Tensor:
+    """The model's per-channel input std (1×C×1×1) when it declares its normalisation, else ones.
+
+    Input distances (FeatureRE's MSE bound 0.15, BTI-DBF's 0.3) were set in normalised space, so
+    ban measures them there: mse((a − b) / std).
+    """
+    norm = getattr(model, "normalize", None)
+    std = getattr(norm, "std", None)
+    if isinstance(std, Tensor) and std.numel() == channels:
+        return std.detach().view(1, channels, 1, 1).to(device)
+    return torch.ones(1, channels, 1, 1, device=device)
+
+
+@dataclass
+class TargetData:
+    """Clean images with, per target, the pool of images of other classes.
+
+    features: g(x) of every image (N×Cf×Hf×Wf, benign references); class_means: (K, Cf·Hf·Wf).
+    """
+
+    x: Tensor
+    y: Tensor
+    features: Tensor
+    class_means: Tensor
+    num_classes: int
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model: nn.Module, x: Tensor, y: Tensor, num_classes: int, batch_size: int = 256) -> TargetData:
+        split = get_split(model)
+        feats = torch.cat([split.features(x[sl]) for sl in batches(len(x), batch_size)])
+        flat = feats.flatten(1)
+        means = torch.zeros(num_classes, flat.shape[1], device=x.device)
+        for c in range(num_classes):
+            if (y == c).any():
+                means[c] = flat[y == c].mean(0)
+        return cls(x, y, feats, means, num_classes)
+
+    def epoch_batches(self, targets: list[int], batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        """One epoch of index batches (k×b): row i holds images not of class targets[i], shuffled."""
+        pools = [torch.nonzero(self.y.cpu() != t).flatten() for t in targets]
+        length = min(len(p) for p in pools)
+        rows = torch.stack([p[torch.randperm(len(p), generator=generator)[:length]] for p in pools])
+        return [rows[:, sl].to(self.x.device) for sl in batches(length, batch_size)]
+
+    def benign_features(self, shape: tuple[int, int], generator: torch.Generator) -> Tensor:
+        """Random rows of the benign features, shaped (k, b, Cf, Hf, Wf)."""
+        idx = torch.randint(0, len(self.features), shape, generator=generator).to(self.features.device)
+        return self.features[idx]
+
+
+def mix_features(masks: Tensor, feats: Tensor, benign: Tensor) -> Tensor:
+    """F' = m⊙F + (1−m)⊙F_benign: masks (k×Cf×Hf×Wf), feats and benign (k×b×Cf×Hf×Wf)."""
+    return masks[:, None] * feats + (1 - masks[:, None]) * benign
+
+
+def cosine_to_target(feats: Tensor, class_means: Tensor, targets: Tensor) -> Tensor:
+    """cos(μ_t, mean over the batch of F) per target: feats (k×b×...), → (k,)."""
+    return F.cosine_similarity(feats.flatten(2).mean(1), class_means[targets], dim=1)
+
+
+def hyperplane_std(feats: Tensor, masks: Tensor) -> Tensor:
+    """Σ std over the batch of (F⊙m) / ‖m‖₁ per target: feats (k×b×...), masks (k×...) → (k,)."""
+    masked = feats * masks[:, None]
+    std = masked.std(dim=1, unbiased=masked.shape[1] > 1)
+    return std.flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(EPS)
+
+
+def per_target_ce(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """(CE, attack success) per target for logits (k×b×K)."""
+    k, b, _ = logits.shape
+    tb = targets[:, None].expand(k, b)
+    ce = F.cross_entropy(logits.flatten(0, 1), tb.flatten(), reduction="none").view(k, b).mean(1)
+    return ce, (logits.argmax(-1) == tb).float().mean(1)
+
+
+def over(value: Tensor, bound: float) -> Tensor:
+    """Relative violation max(v − bound, 0) / bound."""
+    return (value - bound).clamp_min(0) / bound
+
+
+def mixed_value(
+    dist: Tensor,
+    asr: Tensor,
+    p: Tensor,
+    p_bound: float,
+    mask_l1: Tensor,
+    mask_bound: Tensor | float,
+    std: Tensor,
+    std_bound: float,
+) -> Tensor:
+    """FeatureRE's score per target: dist − ASR + over(p) + over(‖m‖₁) + over(std) (lower = more trojan-like)."""
+    return dist - asr + over(p, p_bound) + over(mask_l1, mask_bound) + over(std, std_bound)  # type: ignore[arg-type]
+
+
+def tanh_parameter(shape: tuple[int, ...], value: float, device: torch.device) -> nn.Parameter:
+    """A tanh-space parameter filled with `value` (the official codes' ones/zeros init)."""
+    return nn.Parameter(torch.full(shape, float(value), device=device))

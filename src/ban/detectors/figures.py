@@ -1,0 +1,40 @@
+"""Recovered triggers as PNG image grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ban.utils import atomic_path
+
+
+def image_grid(images: Tensor, ncol: int | None = None, pad: int = 2, scale: int = 4) -> Image.Image:
+    """One PIL image tiling `images` (N×C×H×W, values in [0, 1], C = 1 or 3), upscaled `scale`×."""
+    x = images.detach().float().cpu().clamp(0, 1)
+    if x.ndim == 3:
+        x = x[:, None]
+    n, c, h, w = x.shape
+    if c not in (1, 3):
+        x = x[:, :1]
+        c = 1
+    ncol = ncol or min(n, 10)
+    nrow = math.ceil(n / ncol)
+    grid = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = x[i]
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[:, :, 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def save_image_grid(images: Tensor, path: str | Path, ncol: int | None = None) -> None:
+    """Write `images` (N×C×H×W in [0, 1]) as one PNG grid at `path`, atomically."""
+    with atomic_path(path) as tmp:
+        image_grid(images, ncol).save(tmp, format="PNG")

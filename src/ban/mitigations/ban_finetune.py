@@ -1,0 +1,115 @@
+"""BAN mitigation: fine-tuning with adversarial neuron noise (BAN README / ban_finetune.py settings).
+
+Fine-tune all weights on the defender's clean images (5% of the training set, 2500 CIFAR-10
+images): SGD lr 0.005, momentum 0.9, weight decay 5e-4, batch 128, 24 epochs, constant lr.
+Each batch: fresh δ, ξ ~ U(−ε, ε) on every normalisation layer (``ban.noise``), `noise_steps`
+sign steps of size ε/noise_steps that increase the clean loss (not projected, as in the code),
+then
+
+    loss = CE(model(x), y) + rob_lambda · CE(model_noisy(x), y)        (rob_lambda 0.5, ε 0.3)
+
+`budget` scales the epochs (e.g. 0.25 → 6 epochs for CPU runs) and is recorded in the settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ban.clean_data import CleanData
+from ban.mitigations.base import Mitigation
+from ban.mitigations.finetune_loop import (
+    FineTuneConfig,
+    check_budget,
+    check_model_fits,
+    clean_subset,
+    fine_tune,
+    scale_epochs,
+)
+from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
+from ban.utils import make_generator, resolve_device
+
+
+class BANFineTune(Mitigation):
+    """Fine-tuning with neuron noise (BAN, NeurIPS 2024)."""
+
+    name: ClassVar[str] = "ban"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        device: str = "auto",
+        quiet: bool = True,
+        budget: float = 1.0,
+        clean_samples: int = 2500,
+        epochs: int = 24,
+        batch_size: int = 128,
+        lr: float = 0.005,
+        weight_decay: float = 5e-4,
+        eps: float = 0.3,
+        noise_steps: int = 1,
+        rob_lambda: float = 0.5,
+        project: bool = False,
+        augment: bool = True,
+    ) -> None:
+        super().__init__(seed, device, quiet)
+        self.budget = check_budget(budget)
+        self.clean_samples = int(clean_samples)
+        self.paper_epochs = int(epochs)
+        self.eps = float(eps)
+        self.noise_steps = int(noise_steps)
+        self.rob_lambda = float(rob_lambda)
+        self.project = bool(project)
+        self.config = FineTuneConfig(
+            epochs=scale_epochs(epochs, budget),
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule="constant",
+            augment=augment,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "paper_epochs": self.paper_epochs,
+            "clean_samples": self.clean_samples,
+            "eps": self.eps,
+            "noise_steps": self.noise_steps,
+            "rob_lambda": self.rob_lambda,
+            "project": self.project,
+            **self.config.to_dict(),
+        }
+
+    def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
+        dev = resolve_device(self.device)
+        data = clean_subset(clean, self.clean_samples, "BAN fine-tuning", self.seed)
+        model.to(dev)
+        check_model_fits(model, data, dev)
+        g = make_generator(self.seed)
+        noise = NeuronNoise(model, self.eps)
+        pgd = PGDConfig(steps=self.noise_steps, random_start=True, project=self.project)
+
+        def objective(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+            adversarial_neuron_noise(net, noise, x, y, pgd, g)
+            with noise.applied():
+                loss_rob = F.cross_entropy(net(x), y)
+            return F.cross_entropy(net(x), y) + self.rob_lambda * loss_rob
+
+        try:
+            history = fine_tune(
+                model,
+                data,
+                self.config,
+                objective=objective,
+                generator=g,
+                device=dev,
+                quiet=self.quiet,
+                description="BAN fine-tune",
+            )
+        finally:
+            noise.detach()
+        model.eval()
+        return model, {"history": history, "noise_layers": noise.kind, "noise_neurons": noise.num_neurons}

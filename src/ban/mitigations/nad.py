@@ -1,0 +1,134 @@
+"""NAD: Neural Attention Distillation (Li, Lyu, Koren, Lyu, Li, Ma, ICLR 2021).
+
+1. Teacher: a copy of the backdoored model fine-tuned on the clean images (plain CE).
+2. Student (the backdoored model) is fine-tuned with
+   ``loss = CE(student(x), y) + β · MSE(A(f_s), A(f_t))``, where f are the ``features`` maps
+   (N×C×H×W, the last convolutional stage) and the attention map is
+   ``A(f) = a / ‖a‖₂`` with ``a = Σ_c |f_c|^p`` (N×1×H×W, the L2 norm over H×W).
+
+Defaults from the official code (github bboylyg/NAD, ``config.py``/``main.py``/``utils/util.py``):
+20 epochs, batch 64, SGD lr 0.1 with Nesterov momentum 0.9, weight decay 1e-4, lr 0.1 for
+epochs 0–1, 0.01 from epoch 2, 1e-4 from epoch 20; β = 5000 on the last stage only
+(β1 = β2 = 0), p = 2; 5% clean data; the teacher is fine-tuned for 10 epochs (README: "5~10",
+BackdoorBench ``te_epochs: 10``) with the same recipe and β = 0. ``budget`` scales both epoch
+counts and the schedule's milestones together.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ban.clean_data import CleanData
+from ban.errors import BanError
+from ban.mitigations.base import Mitigation
+from ban.mitigations.finetune_loop import (
+    FineTuneConfig,
+    check_budget,
+    check_model_fits,
+    clean_subset,
+    fine_tune,
+    freeze,
+    scale_epochs,
+)
+from ban.models import get_split
+from ban.utils import make_generator, resolve_device
+
+
+def attention_map(f: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
+    """Spatial attention of feature maps `f` (N×C×H×W): Σ_c |f_c|^p, L2-normalised over H×W → N×1×H×W."""
+    a = f.abs().pow(p).sum(dim=1, keepdim=True)
+    return a / (a.norm(dim=(2, 3), keepdim=True) + eps)
+
+
+def attention_loss(f_student: Tensor, f_teacher: Tensor, p: float = 2.0) -> Tensor:
+    """MSE between the student's and the teacher's attention maps."""
+    return F.mse_loss(attention_map(f_student, p), attention_map(f_teacher, p))
+
+
+class NAD(Mitigation):
+    """Distil the fine-tuned teacher's attention into the backdoored student."""
+
+    name: ClassVar[str] = "nad"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        device: str = "auto",
+        quiet: bool = True,
+        budget: float = 1.0,
+        clean_samples: int = 2500,
+        augment: bool = True,
+        epochs: int = 20,
+        teacher_epochs: int = 10,
+        batch_size: int = 64,
+        lr: float = 0.1,
+        weight_decay: float = 1e-4,
+        beta: float = 5000.0,
+        p: float = 2.0,
+    ) -> None:
+        super().__init__(seed, device, quiet)
+        self.budget = check_budget(budget)
+        self.clean_samples = int(clean_samples)
+        self.beta = float(beta)
+        self.p = float(p)
+        self.paper_epochs = (int(epochs), int(teacher_epochs))
+        b = self.budget
+        steps = ((int(round(2 * b)), 0.01), (int(round(20 * b)), 1e-4))
+
+        def recipe(n: int) -> FineTuneConfig:
+            return FineTuneConfig(
+                epochs=scale_epochs(n, budget), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                nesterov=True, schedule="piecewise", lr_steps=steps, augment=augment,
+            )
+
+        self.student_config = recipe(epochs)
+        self.teacher_config = recipe(teacher_epochs)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "paper_epochs": list(self.paper_epochs),
+            "clean_samples": self.clean_samples,
+            "beta": self.beta,
+            "p": self.p,
+            "student": self.student_config.to_dict(),
+            "teacher": self.teacher_config.to_dict(),
+        }
+
+    def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
+        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
+        dev = resolve_device(self.device)
+        model.to(dev)
+        check_model_fits(model, data, dev)
+        student = get_split(model)
+        with torch.no_grad():
+            probe = student.features(data.x[:1].to(dev))
+        if probe.ndim != 4:
+            raise BanError(
+                f"NAD needs convolutional feature maps (N×C×H×W) but this model's features have shape "
+                f"{tuple(probe.shape)}; use ft, fp or ftsam instead"
+            )
+        g = make_generator(self.seed)
+        teacher_model = copy.deepcopy(model)
+        teacher_history = fine_tune(
+            teacher_model, data, self.teacher_config, generator=g, device=dev, quiet=self.quiet,
+            description="NAD teacher",
+        )
+        teacher = get_split(freeze(teacher_model))
+
+        def objective(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+            f = student.features(x)
+            with torch.no_grad():
+                f_t = teacher.features(x)
+            return F.cross_entropy(student.head(f), y) + self.beta * attention_loss(f, f_t, self.p)
+
+        history = fine_tune(
+            model, data, self.student_config, objective=objective, generator=g, device=dev, quiet=self.quiet,
+            description="NAD student",
+        )
+        return model, {"teacher_history": teacher_history, "history": history, "clean_used": len(data)}

@@ -1,0 +1,269 @@
+"""Adversarial neuron noise: one implementation for BAN detection, BAN fine-tuning and ANP.
+
+Noise is per-channel and multiplicative on the affine parameters of every normalisation layer
+(BatchNorm, GroupNorm, LayerNorm with affine parameters):
+
+    γ' = γ · (m + δ),   β' = β · (1 + ξ),      δ, ξ ∈ [−ε, ε]^C,  m = 1 unless a mask is used
+
+For a network without normalisation layers it falls back to per-output-channel multiplicative
+noise on the weights of every Conv/Linear layer except the classifier (the model's last
+``nn.Linear``): W'[c] = W[c] · (m_c + δ_c) (no ξ).
+
+Nothing is copied and no parameter is touched: a forward hook rewrites each layer's output with
+the exact identity (for a normalisation layer whose clean output is o):
+
+    γ(m + δ)·x̂ + β(1 + ξ)  =  (m + δ)·(o − β) + β + ξ·β
+
+so removing the hooks gives outputs bit-identical to before, in train or eval mode alike.
+
+API
+---
+``noise = NeuronNoise(model, eps=0.3, layers="auto" | "norm" | "weights", use_mask=False)``
+    finds the layers (``noise.kind`` says which) and holds δ, ξ (and m when ``use_mask``) as
+    plain tensors, one per layer, on the model's device. Raises BanError when there is nothing
+    to perturb.
+``with noise.applied(): model(x)``
+    hooks on for the block, off afterwards (``attach()`` / ``detach()`` do the same by hand).
+    ``noise.noise_on = False`` keeps the hooks (and the mask m) but uses δ = ξ = 0 — ANP's
+    "natural" forward pass.
+``noise.reset(random=True, generator=g)``  δ, ξ ~ U(−ε, ε) (random) or 0.
+``noise.project()``  clamp δ, ξ to [−ε, ε].
+``noise.ascend(loss, step_size, project)``  one sign-gradient ascent step on δ, ξ for ``loss``
+    (computed with the hooks on); no gradient reaches the model's weights.
+``noise.noise_tensors()`` / ``noise.mask_tensors()``  the leaf tensors, e.g. for an optimiser (ANP).
+``noise.state()`` / ``noise.load_state(s)``  copy out / restore δ, ξ (and m).
+``adversarial_neuron_noise(model, noise, x, y, PGDConfig(...), generator=g)``
+    PGD on clean images: random start U(−ε, ε) (or zero), ``steps`` sign steps of size
+    ``step_size`` (default ε/steps) maximising CE(model_noisy(x), y), each followed by a
+    projection to the ε-ball when ``project``. Returns the mean clean-data loss before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ban.errors import BanError
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+LAYER_CHOICES = ("auto", "norm", "weights")
+
+
+def norm_layers(model: nn.Module) -> list[nn.Module]:
+    """Normalisation layers with affine parameters (γ and β), in module order."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, NORM_TYPES) and getattr(m, "weight", None) is not None and getattr(m, "bias", None) is not None
+    ]
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv/Linear layers except the classifier (the last nn.Linear), in module order."""
+    layers = [m for m in model.modules() if isinstance(m, WEIGHT_TYPES)]
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    if linears:
+        layers = [m for m in layers if m is not linears[-1]]
+    return layers
+
+
+def _shape_for(module: nn.Module, t: Tensor, out: Tensor) -> Tensor:
+    """Broadcast per-channel `t` against `out`: channels on dim 1, or trailing dims (LayerNorm, Linear)."""
+    if isinstance(module, (nn.LayerNorm, nn.Linear)):
+        return t
+    return t.view(1, -1, *([1] * (out.dim() - 2)))
+
+
+class NeuronNoise:
+    """Per-neuron multiplicative noise on a model, applied by forward hooks (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, eps: float = 0.3, layers: str = "auto", use_mask: bool = False) -> None:
+        if layers not in LAYER_CHOICES:
+            raise BanError(f"unknown noise layers '{layers}'; choose one of {', '.join(LAYER_CHOICES)}")
+        if eps < 0:
+            raise BanError(f"noise bound eps must be >= 0, got {eps}")
+        self.model = model
+        self.eps = float(eps)
+        norms = norm_layers(model) if layers in ("auto", "norm") else []
+        if norms:
+            self.kind, self.layers = "norm", norms
+        else:
+            self.kind, self.layers = "weights", (weight_layers(model) if layers in ("auto", "weights") else [])
+        if not self.layers:
+            raise BanError(
+                f"model {type(model).__name__} has no normalisation layer with affine parameters and no conv/linear "
+                "weights besides its classifier, so there are no neurons to perturb; BAN cannot scan it"
+            )
+        self.delta: list[Tensor] = []
+        self.xi: list[Tensor | None] = []
+        self.mask: list[Tensor] | None = [] if use_mask else None
+        for layer in self.layers:
+            w = layer.weight
+            channels = w.shape if self.kind == "norm" else w.shape[:1]
+            self.delta.append(torch.zeros(channels, device=w.device, dtype=w.dtype, requires_grad=True))
+            self.xi.append(
+                torch.zeros(channels, device=w.device, dtype=w.dtype, requires_grad=True)
+                if self.kind == "norm"
+                else None
+            )
+            if self.mask is not None:
+                self.mask.append(torch.ones(channels, device=w.device, dtype=w.dtype, requires_grad=True))
+        self.noise_on = True
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    # ---- the tensors -------------------------------------------------------------------------
+    def noise_tensors(self) -> list[Tensor]:
+        """δ and ξ leaf tensors (requires_grad), layer by layer."""
+        return [*self.delta, *(x for x in self.xi if x is not None)]
+
+    def mask_tensors(self) -> list[Tensor]:
+        """The per-neuron mask coefficients m (only with use_mask=True)."""
+        if self.mask is None:
+            raise BanError("this NeuronNoise was made without a mask; pass use_mask=True")
+        return list(self.mask)
+
+    @property
+    def num_neurons(self) -> int:
+        return sum(int(d.numel()) for d in self.delta)
+
+    @torch.no_grad()
+    def reset(self, random: bool = True, generator: torch.Generator | None = None) -> None:
+        """δ, ξ ~ U(−ε, ε) when `random`, else 0."""
+        for t in self.noise_tensors():
+            if random and self.eps > 0:
+                r = torch.rand(t.shape, generator=generator, dtype=t.dtype)
+                t.copy_((r * 2 - 1).mul_(self.eps).to(t.device))
+            else:
+                t.zero_()
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Clamp δ, ξ to the ε-ball [−ε, ε]."""
+        for t in self.noise_tensors():
+            t.clamp_(-self.eps, self.eps)
+
+    def ascend(self, loss: Tensor, step_size: float, project: bool = True) -> None:
+        """One sign-gradient ascent step of size `step_size` on δ, ξ for `loss`."""
+        tensors = self.noise_tensors()
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        with torch.no_grad():
+            for t, g in zip(tensors, grads, strict=True):
+                if g is not None:
+                    t.add_(g.sign(), alpha=step_size)
+        if project:
+            self.project()
+
+    def state(self) -> dict[str, list[Tensor]]:
+        """A detached copy of δ, ξ (and m)."""
+        s = {
+            "delta": [d.detach().clone() for d in self.delta],
+            "xi": [x.detach().clone() for x in self.xi if x is not None],
+        }
+        if self.mask is not None:
+            s["mask"] = [m.detach().clone() for m in self.mask]
+        return s
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, list[Tensor]]) -> None:
+        for t, v in zip(self.delta, state["delta"], strict=True):
+            t.copy_(v)
+        for t, v in zip([x for x in self.xi if x is not None], state["xi"], strict=True):
+            t.copy_(v)
+        if self.mask is not None and "mask" in state:
+            for t, v in zip(self.mask, state["mask"], strict=True):
+                t.copy_(v)
+
+    def magnitude(self) -> float:
+        """max |δ|, |ξ| over all neurons."""
+        return max(float(t.detach().abs().max()) for t in self.noise_tensors())
+
+    # ---- the hooks ---------------------------------------------------------------------------
+    def _hook(self, i: int) -> Any:
+        def hook(module: nn.Module, _inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
+            coef = self.mask[i] - 1 if self.mask is not None else None
+            if self.noise_on:
+                coef = self.delta[i] if coef is None else coef + self.delta[i]
+            if coef is None:
+                return out
+            bias = module.bias
+            if self.kind == "norm":
+                b = _shape_for(module, bias, out)
+                new = out + _shape_for(module, coef, out) * (out - b)
+                if self.noise_on and self.xi[i] is not None:
+                    new = new + _shape_for(module, self.xi[i] * bias, out)
+                return new
+            base = out if bias is None else out - _shape_for(module, bias, out)
+            return out + _shape_for(module, coef, out) * base
+
+        return hook
+
+    def attach(self) -> None:
+        """Switch the noise on (register the hooks); idempotent."""
+        if not self._handles:
+            self._handles = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.layers)]
+
+    def detach(self) -> None:
+        """Switch the noise off (remove the hooks); the model is exactly as before."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[NeuronNoise]:
+        """Hooks on inside the block, off afterwards (even on error)."""
+        already = self.attached
+        self.attach()
+        try:
+            yield self
+        finally:
+            if not already:
+                self.detach()
+
+
+@dataclass
+class PGDConfig:
+    """PGD on neuron noise. BAN: ε 0.3, 30 steps of ε/30, random start, projected (paper) or not (official code)."""
+
+    steps: int = 30
+    step_size: float | None = None
+    random_start: bool = True
+    project: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def adversarial_neuron_noise(
+    model: nn.Module,
+    noise: NeuronNoise,
+    x: Tensor,
+    y: Tensor,
+    cfg: PGDConfig | None = None,
+    generator: torch.Generator | None = None,
+    reset: bool = True,
+) -> dict[str, float]:
+    """Maximise CE(model_noisy(x), y) over δ, ξ on one batch `x` (B×C×H×W, on the model's device).
+
+    The model's train/eval mode is the caller's choice. Returns the clean loss (no noise) and
+    the loss under the final noise (both measured in the current mode, without gradient).
+    """
+    cfg = cfg or PGDConfig()
+    step = cfg.step_size if cfg.step_size is not None else noise.eps / max(1, cfg.steps)
+    if reset:
+        noise.reset(random=cfg.random_start, generator=generator)
+    with noise.applied():
+        for _ in range(cfg.steps):
+            loss = F.cross_entropy(model(x), y)
+            noise.ascend(loss, step, cfg.project)
+    return {"steps": float(cfg.steps), "step_size": float(step)}

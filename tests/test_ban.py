@@ -1,0 +1,135 @@
+"""BAN detection and mitigation on the shared tiny real models (tests/zoo.py), at a reduced budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ban
+from ban.checkpoint import load_model, save_model
+from ban.clean_data import CleanData
+from ban.cli import main
+from ban.data import ImageData
+from ban.detectors import BAN, Verdict, create_detector
+from ban.errors import BanError
+from ban.evaluate import evaluate
+
+FAST = {"budget": 0.25, "eval_samples": 1000}  # 5 mask epochs, 8 noise steps, 1000 held-out images
+PER_BATCH_ATTACKS = ("wanet", "bpp")
+
+
+@pytest.fixture(scope="module")
+def clean(zoo) -> CleanData:  # type: ignore[no-untyped-def]
+    return CleanData.from_images(zoo.defender)
+
+
+@pytest.mark.parametrize("preset", ["paper", "faithful"])
+def test_flags_badnets_with_its_target(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
+    ckpt = zoo.get("badnets")
+    v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
+    assert v.backdoored and v.target == 3
+    assert v.score > v.threshold
+    assert len(v.details["histogram_no_mask"]) == 10 and len(v.details["histogram_negative_mask"]) == 10
+
+
+@pytest.mark.parametrize("name", ["clean", "clean-seed1"])
+@pytest.mark.parametrize("preset", ["paper", "faithful"])
+def test_passes_clean_models(zoo, clean, name: str, preset: str) -> None:  # type: ignore[no-untyped-def]
+    v = create_detector("ban", preset=preset, **FAST).detect(zoo.get(name).model, clean)
+    assert not v.backdoored and v.target is None
+    assert v.score <= v.threshold
+
+
+def test_flags_a_per_batch_attack(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    import zoo as zoo_module
+
+    name = next((n for n in PER_BATCH_ATTACKS if n in zoo_module.RECIPES), None)
+    if name is None:
+        pytest.skip("no WaNet/Bpp recipe in tests/zoo.py yet")
+    ckpt = zoo.get(name)
+    for preset in ("paper", "faithful"):
+        v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
+        assert v.backdoored and v.target == ckpt.meta["target"], (preset, v.details["histogram"])
+
+
+def test_same_seed_same_verdict_and_model_unchanged(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    model = zoo.get("badnets").model
+    x = zoo.test.x[:64]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(x)
+    cheap = {**FAST, "batches_per_epoch": 5}  # faithful preset: train-mode BN moves the running statistics
+    a = create_detector("ban", preset="faithful", seed=7, **cheap).detect(model, clean)
+    b = create_detector("ban", preset="faithful", seed=7, **cheap).detect(model, clean)
+    assert (a.backdoored, a.target, a.score, a.details["histogram_no_mask"]) == (
+        b.backdoored, b.target, b.score, b.details["histogram_no_mask"],
+    )  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(model(x), before)  # noise off, BN statistics restored
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+
+def test_verdict_json_round_trip(tmp_path: Path, zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    v = ban.detect(zoo.get("badnets"), zoo.defender, seed=1, **FAST)  # the API accepts a Checkpoint and ImageData
+    path = tmp_path / "v.json"
+    v.save(path)
+    w = Verdict.load(path)
+    assert w == v
+    assert w.settings["preset"] == "paper" and w.settings["budget"] == 0.25
+    assert {"clean_loss", "noisy_loss", "loss_rise", "histogram_negative_mask"} <= set(w.details)
+
+
+def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    model = zoo.get("clean").model
+    few = CleanData.from_images(zoo.defender.subset(list(range(50))))
+    with pytest.raises(BanError, match="at least 100 clean images"):
+        BAN(**FAST).detect(model, few)
+    rgb = ImageData(torch.rand(200, 3, 32, 32), torch.arange(200) % 10, 10)
+    with pytest.raises(BanError, match="shape"):
+        BAN(**FAST).detect(model, CleanData.from_images(rgb))
+    five = ImageData(zoo.defender.x[:200], zoo.defender.y[:200] % 5, 5)
+    with pytest.raises(BanError, match="classes"):
+        BAN(**FAST).detect(model, CleanData.from_images(five))
+    with pytest.raises(BanError, match="Checkpoint"):
+        BAN(**FAST).detect(zoo.get("clean"), clean)  # type: ignore[arg-type]
+    with pytest.raises(BanError, match="preset"):
+        BAN(preset="fast")
+    nothing = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    with pytest.raises(BanError, match="no neurons to perturb"):
+        BAN(**FAST).detect(nothing, clean)
+
+
+def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    ckpt = zoo.get("badnets")
+    repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, budget=0.25, seed=0)
+    assert report.asr_known and report.before is not None and report.after is not None
+    assert report.before.asr is not None and report.before.asr > 0.9
+    assert report.after.asr is not None and report.after.asr < 0.10
+    assert report.after.ba > report.before.ba - 0.03
+    assert report.settings["budget"] == 0.25 and report.settings["epochs"] == 6
+    assert evaluate(ckpt.model, zoo.test, ckpt.attack, device="cpu").asr > 0.9  # the original is untouched
+
+
+def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("badnets", "clean"):
+        c = zoo.get(name)
+        save_model(folder / f"{name}.safetensors", c.model, c.meta, c.attack)
+    out = tmp_path / "verdicts.json"
+    args = ["detect", str(folder), "--budget", "0.25", "--clean-samples", "1200", "--json", str(out), "-q"]
+    assert main([*args, "--fail-on-backdoor"]) == 1
+    rows = {r["model"]: r for r in json.loads(out.read_text())}
+    assert rows["badnets.safetensors"]["backdoored"] and rows["badnets.safetensors"]["target"] == 3
+    assert not rows["clean.safetensors"]["backdoored"]
+    assert main(["detect", str(folder / "clean.safetensors"), "--clean-samples", "50", "-q"]) == 2
+    cleaned = tmp_path / "cleaned.safetensors"
+    code = main(["mitigate", str(folder / "badnets.safetensors"), "--out", str(cleaned), "--budget", "0.1",
+                 "--param", "clean_samples=600", "--test-subset", "500", "-q"])  # fmt: skip
+    assert code == 0
+    reloaded = load_model(cleaned)
+    assert reloaded.attack is not None and reloaded.meta["mitigation"]["method"] == "ban"

@@ -1,0 +1,315 @@
+"""The benchmark end to end: smoke.yaml through `ban bench run` / `report`, a killed run resumed, Ray, bad input.
+
+Real models are trained and real detectors run (the "ban" detector and mitigation); nothing of
+the benchmark is mocked. The report's numbers are recomputed here from the result files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from ban.bench.plan import plan_tasks
+from ban.bench.spec import BenchSpec, load_spec, parse_spec
+from ban.bench.store import claim
+from ban.cli import main
+from ban.detectors import DETECTORS
+from ban.errors import BanError
+from ban.mitigations import MITIGATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "benchmarks" / "specs" / "smoke.yaml"
+SPECS = sorted((ROOT / "benchmarks" / "specs").glob("*.yaml"))
+
+needs_ban = pytest.mark.skipif(
+    "ban" not in DETECTORS or "ban" not in MITIGATIONS,
+    reason="the 'ban' detector and mitigation are not registered yet (ban.detectors / ban.mitigations)",
+)
+needs_ban_detector = pytest.mark.skipif("ban" not in DETECTORS, reason="the 'ban' detector is not registered yet")
+
+
+def smoke_raw() -> dict[str, Any]:
+    return yaml.safe_load(SMOKE.read_text())
+
+
+def plain_raw() -> dict[str, Any]:
+    """smoke.yaml without methods: bad-input tests then fail only on what they break."""
+    return {**smoke_raw(), "detectors": [], "mitigations": []}
+
+
+def tiny_raw() -> dict[str, Any]:
+    """An even smaller zoo for the kill and Ray tests: one BadNets and one clean model, BAN only."""
+    raw = smoke_raw()
+    raw["name"] = "tiny"
+    raw["data"].update(train_subset=1000, test_subset=300)
+    raw["train"]["epochs"] = 1
+    raw.update(models_per_attack=1, clean_models=1, mitigations=[])
+    raw["clean_samples"] = {"detect": 300, "mitigate": 300}
+    return raw
+
+
+def load_spec_unchecked(path: Path) -> BenchSpec:
+    return BenchSpec.model_validate(yaml.safe_load(path.read_text()))
+
+
+def write_spec(raw: dict[str, Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def result_files(out: Path, kind: str) -> list[Path]:
+    return sorted((out / "results" / kind).glob("*/*.json"))
+
+
+def model_mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "models").glob("*.safetensors")}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "ban.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+
+
+# ---------------------------------------------------------------------------- bad input (fast)
+
+
+def test_shipped_specs_validate() -> None:
+    """Every shipped spec is valid: keys, registered names, and settings each method accepts."""
+    assert {p.name for p in SPECS} >= {"smoke.yaml", "fmnist-cpu.yaml", "cifar10-paper.yaml"}
+    for path in SPECS:
+        spec = parse_spec(yaml.safe_load(path.read_text()), path.name)
+        assert spec.architectures and (spec.attacks or spec.clean_models)
+    paper = load_spec(ROOT / "benchmarks" / "specs" / "cifar10-paper.yaml")
+    assert (paper.train.epochs, paper.train.lr, paper.train.milestones) == (200, 0.01, (100, 150))
+    assert {a.label for a in paper.architectures} == {"resnet18", "vgg16", "densenet121"}
+    fmnist = load_spec(ROOT / "benchmarks" / "specs" / "fmnist-cpu.yaml")
+    assert len(fmnist.attacks) == 7 and fmnist.models_per_attack >= 5 and fmnist.clean_models >= 5
+    assert len(plan_tasks(load_spec_unchecked(SMOKE))) == 10
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda r: r["train"].update(epoch=3), "unknown key 'train.epoch'"),
+        (lambda r: r.update(detectorz=[]), "unknown key 'detectorz'"),
+        (lambda r: r["attacks"][0].update(name="nosuchattack"), "attacks.0.name"),
+        (lambda r: r.update(detectors=[{"name": "nosuchdetector"}]), "detectors.0.name"),
+        (lambda r: r.update(mitigations=["nosuchmethod"]), "mitigations.0.name"),
+        (lambda r: r["architectures"][0].update(arch="alexnet"), "architectures.0.arch"),
+        (lambda r: r["train"].update(epochs=0), "train.epochs"),
+        (lambda r: r.pop("architectures"), "architectures"),
+        (lambda r: r.update(detectors=[{"name": "ban", "settings": {"epz": 0.1}}]), "detectors.0"),
+        (lambda r: r.update(attacks=[{"name": "badnets", "params": {"size": 3}}]), "attacks.0"),
+    ],
+)
+def test_bad_spec_is_one_clear_line(edit: Any, needle: str) -> None:
+    raw = plain_raw()
+    edit(raw)
+    with pytest.raises(BanError) as info:
+        parse_spec(raw, "smoke.yaml")
+    msg = str(info.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("smoke.yaml")
+
+
+def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = plain_raw()
+    raw["train"]["epochz"] = 1
+    assert main(["bench", "run", str(write_spec(raw, tmp_path / "a.yaml")), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key 'train.epochz'" in capsys.readouterr().err
+
+    raw = plain_raw()
+    raw["data"]["data_dir"] = str(tmp_path / "no-such-folder")
+    assert main(["bench", "run", str(write_spec(raw, tmp_path / "b.yaml")), "--out", str(tmp_path / "o")]) == 2
+    assert "data.data_dir" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+    # a folder that holds another spec's results is refused (exit 2); --force would take it over
+    claim(tmp_path / "o", BenchSpec.model_validate(tiny_raw()))
+    with pytest.raises(BanError, match="different spec"):
+        claim(tmp_path / "o", load_spec_unchecked(SMOKE))
+    claim(tmp_path / "o", load_spec_unchecked(SMOKE), force=True)
+    assert json.loads((tmp_path / "o" / "bench.json").read_text())["name"] == "smoke"
+    (tmp_path / "stranger").mkdir()
+    (tmp_path / "stranger" / "notes.txt").write_text("mine")
+    with pytest.raises(BanError, match="holds no ban benchmark"):
+        claim(tmp_path / "stranger", load_spec_unchecked(SMOKE))
+    assert main(["bench", "report", str(tmp_path / "nothing-here")]) == 2
+
+
+# ---------------------------------------------------------------------------- smoke, end to end
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    if "ban" not in DETECTORS or "ban" not in MITIGATIONS:
+        pytest.skip("the 'ban' detector and mitigation are not registered yet")
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    start = time.perf_counter()
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--quiet"]) == 0
+    return out, time.perf_counter() - start
+
+
+@needs_ban
+def test_smoke_report_matches_result_files(smoke_run: tuple[Path, float]) -> None:
+    out, _ = smoke_run
+    spec = load_spec(SMOKE)
+    n_models = len(spec.architectures) * (len(spec.attacks) * spec.models_per_attack + spec.clean_models)
+    detections = [json.loads(p.read_text()) for p in result_files(out, "detect")]
+    mitigations = [json.loads(p.read_text()) for p in result_files(out, "mitigate")]
+    assert len(list((out / "models").glob("*.safetensors"))) == n_models
+    assert len(detections) == n_models * len(spec.detectors)
+    assert len(mitigations) == len(spec.attacks) * spec.models_per_attack * len(spec.mitigations)
+    report = out / "report"
+    for name in ("report.md", "report.tex", "roc.png", "heatmap.png", "tables/detection.csv", "tables/roc.csv"):
+        assert (report / name).stat().st_size > 0, name
+
+    # detection table: Bd. and Acc. recomputed from the verdicts
+    def right(r: dict[str, Any]) -> bool:
+        v, m = r["verdict"], r["model"]
+        return (v["backdoored"] and v["target"] == m["target"]) if m["backdoored"] else not v["backdoored"]
+
+    table = {row["Attack"]: row for row in read_csv(report / "tables" / "detection.csv")}
+    bd = [r for r in detections if r["model"]["group"] == "badnets"]
+    clean = [r for r in detections if r["model"]["group"] == "clean"]
+    assert table["badnets"]["ban Bd."] == f"{sum(map(right, bd))}/{len(bd)}"
+    assert float(table["badnets"]["ban Acc."]) == pytest.approx(
+        (sum(map(right, bd)) + sum(map(right, clean))) / (len(bd) + len(clean)), abs=0.006
+    )
+    assert table["clean"]["ban Bd."] == f"{sum(r['verdict']['backdoored'] for r in clean)}/{len(clean)}"
+
+    # AUROC, detection counts and times per detector
+    roc = read_csv(report / "tables" / "roc.csv")[0]
+    y = [int(r["model"]["backdoored"]) for r in detections]
+    s = [r["verdict"]["score"] for r in detections]
+    assert float(roc["AUROC"]) == pytest.approx(roc_auc_score(y, s), abs=1e-3)
+    assert float(roc["AUROC low"]) <= float(roc["AUROC"]) <= float(roc["AUROC high"])
+    assert roc["Detected"] == f"{sum(map(right, bd))}/{len(bd)}"
+    times = read_csv(report / "tables" / "time.csv")[0]
+    secs = [r["verdict"]["seconds"] for r in detections]
+    assert float(times["Mean (s)"]) == pytest.approx(np.mean(secs), abs=0.06)
+    assert float(times["Median (s)"]) == pytest.approx(np.median(secs), abs=0.06)
+
+    # the zoo's BA/ASR and the mitigation table
+    zoo = {row["Attack"]: row for row in read_csv(report / "tables" / "zoo.csv")}
+    bas = [r["model"]["ba"] for r in bd]
+    assert zoo["badnets"]["BA"].startswith(f"{np.mean(bas):.3f}")
+    mit = read_csv(report / "tables" / "mitigation.csv")[0]
+    after = [r["report"]["after"] for r in mitigations]
+    assert mit["ban BA / ASR"] == f"{np.mean([a['ba'] for a in after]):.3f} / {np.mean([a['asr'] for a in after]):.3f}"
+    # the verdicts never saw the attack, but the result file records the ground truth
+    assert {r["model"]["target"] for r in bd} == {3, 7}
+
+
+@needs_ban
+def test_smoke_rerun_trains_nothing(smoke_run: tuple[Path, float], capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = smoke_run
+    before = model_mtimes(out)
+    results = {p: p.stat().st_mtime_ns for p in result_files(out, "detect") + result_files(out, "mitigate")}
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert "0 run now" in capsys.readouterr().out
+    assert model_mtimes(out) == before
+    assert {p: p.stat().st_mtime_ns for p in results} == results
+
+
+# ---------------------------------------------------------------------------- killed and resumed
+
+
+@needs_ban_detector
+def test_killed_run_resumes_without_retraining(tmp_path: Path) -> None:
+    spec = write_spec(tiny_raw(), tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ban.cli", "bench", "run", str(spec), "--out", str(out), "--quiet", "--jobs", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 300
+    while not result_files(out, "detect") and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read() if proc.stderr else ''}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = result_files(out, "detect")
+    assert len(first) == 1
+    kept = {p: (p.stat().st_mtime_ns, p.read_text()) for p in first}
+    trained = model_mtimes(out)
+    assert len(trained) >= 1
+
+    # the rerun (two worker processes this time) finishes the rest and keeps what was done
+    done = cli("bench", "run", str(spec), "--out", str(out), "--quiet", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert f"{len(trained) + 1} already done" in done.stdout
+    now = model_mtimes(out)
+    assert len(now) == 2
+    assert all(now[name] == mtime for name, mtime in trained.items())
+    assert {p: (p.stat().st_mtime_ns, p.read_text()) for p in first} == kept
+    assert len(result_files(out, "detect")) == 2
+    rows = {row["Attack"]: row for row in read_csv(out / "report" / "tables" / "detection.csv")}
+    assert rows["badnets"]["ban Bd."].endswith("/1") and rows["clean"]["ban Bd."].endswith("/1")
+
+
+# ---------------------------------------------------------------------------- Ray
+
+
+@needs_ban_detector
+def test_ray_executor(tmp_path: Path) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pytest.skip("ray is not installed (pip install 'ban[ray]')")
+    spec = write_spec(tiny_raw(), tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    done = cli("bench", "run", str(spec), "--out", str(out), "--quiet", "--executor", "ray", "--jobs", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(model_mtimes(out)) == 2 and len(result_files(out, "detect")) == 2
+    results = [json.loads(p.read_text()) for p in result_files(out, "detect")]
+    assert {r["model"]["group"] for r in results} == {"badnets", "clean"}
+    rows = {row["Attack"]: row for row in read_csv(out / "report" / "tables" / "detection.csv")}
+    assert set(rows) == {"badnets", "clean"}
+
+
+# ---------------------------------------------------------------------------- metric conventions (pure)
+
+
+def _result(group: str, target: int | None, flagged: bool, named: int | None, mode: str = "all2one") -> dict[str, Any]:
+    model = {"group": group, "backdoored": target is not None or mode == "all2all", "target": target, "mode": mode}
+    return {"model": model, "verdict": {"backdoored": flagged, "target": named, "score": float(flagged)}}
+
+
+def test_detection_counts_need_the_right_target() -> None:
+    from ban.bench.metrics import bd_and_acc, is_correct, tpr_at_fpr
+
+    assert is_correct(_result("badnets", 3, True, 3))
+    assert not is_correct(_result("badnets", 3, True, 5))  # flagged, wrong target: not detected
+    assert not is_correct(_result("badnets", 3, False, None))
+    assert is_correct(_result("wanet", None, True, 6, mode="all2all"))  # no single target to name
+    assert is_correct(_result("clean", None, False, None)) and not is_correct(_result("clean", None, True, 2))
+    results = [_result("badnets", 3, True, 3), _result("badnets", 3, True, 1), _result("clean", None, True, 4),
+               _result("clean", None, False, None), _result("clean", None, False, None)]
+    bd, acc = bd_and_acc(results, "badnets", "clean")
+    assert (str(bd), acc.k, acc.n) == ("1/2", 3, 5)
+    bd, acc = bd_and_acc(results, "clean", "clean")
+    assert (str(bd), str(acc)) == ("1/3", "2/3")
+    y = np.array([0] * 20 + [1] * 10)
+    s = np.concatenate([np.zeros(19), [9.0], np.ones(10)])  # one clean model outranks every backdoored one
+    assert tpr_at_fpr(y, s) == 1.0  # 1/20 = 5% FPR is within budget
+    s[0] = 9.0  # two: 10% FPR
+    assert tpr_at_fpr(y, s) == 0.0

@@ -1,0 +1,115 @@
+"""Adversarial neuron noise (ban.noise): exactness of the hooks, clean switch-off, PGD."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ban.errors import BanError
+from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.GroupNorm(2, 6),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 8 * 8, 12),
+        nn.LayerNorm(12),
+        nn.Linear(12, 3),
+    )
+    for m in net.modules():  # non-trivial affine parameters and running statistics
+        if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    net[1].running_mean.uniform_(-0.2, 0.2)
+    net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _plain_net() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5), nn.ReLU(), nn.Linear(5, 3)
+    ).eval()
+
+
+def test_noise_equals_perturbed_affine_parameters_and_switches_off_exactly() -> None:
+    net, x = _bn_net(), torch.rand(5, 1, 8, 8)
+    before = net(x).detach()
+    noise = NeuronNoise(net, eps=0.3)
+    assert noise.kind == "norm" and len(noise.layers) == 3
+    noise.reset(random=True, generator=torch.Generator().manual_seed(0))
+    ref = copy.deepcopy(net)  # the same noise written into the parameters: γ(1+δ), β(1+ξ)
+    with torch.no_grad():
+        ref_norms = [m for m in ref.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm))]
+        for m, d, xi in zip(ref_norms, noise.delta, noise.xi, strict=True):
+            m.weight.mul_(1 + d)
+            m.bias.mul_(1 + xi)
+    with noise.applied():
+        noisy = net(x).detach()
+    assert torch.allclose(noisy, ref(x), atol=1e-5)
+    assert not torch.allclose(noisy, before, atol=1e-3)
+    assert torch.equal(net(x), before)  # hooks gone: bit-identical
+    assert not noise.attached
+
+
+def test_mask_coefficient_scales_gamma_and_noise_can_be_off() -> None:
+    net, x = _bn_net(), torch.rand(4, 1, 8, 8)
+    noise = NeuronNoise(net, eps=0.4, use_mask=True)
+    noise.reset(random=True, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for m in noise.mask_tensors():
+            m.fill_(0.5)
+    ref = copy.deepcopy(net)
+    with torch.no_grad():
+        for m in [m for m in ref.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm))]:
+            m.weight.mul_(0.5)
+    noise.noise_on = False  # ANP's natural pass: mask only
+    with noise.applied():
+        assert torch.allclose(net(x), ref(x), atol=1e-5)
+
+
+def test_weight_noise_for_networks_without_normalisation() -> None:
+    net, x = _plain_net(), torch.rand(3, 1, 8, 8)
+    noise = NeuronNoise(net, eps=0.2)
+    assert noise.kind == "weights" and len(noise.layers) == 2  # the classifier is left alone
+    noise.reset(random=True, generator=torch.Generator().manual_seed(0))
+    ref = copy.deepcopy(net)
+    with torch.no_grad():
+        for m, d in zip([ref[0], ref[3]], noise.delta, strict=True):
+            m.weight.mul_((1 + d).view(-1, *([1] * (m.weight.dim() - 1))))
+    with noise.applied():
+        assert torch.allclose(net(x), ref(x), atol=1e-5)
+
+
+def test_nothing_to_perturb_is_a_clear_error() -> None:
+    with pytest.raises(BanError, match="no neurons to perturb"):
+        NeuronNoise(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+    with pytest.raises(BanError, match="eps"):
+        NeuronNoise(_bn_net(), eps=-1)
+
+
+@pytest.mark.parametrize("project", [True, False])
+def test_pgd_raises_the_loss_and_respects_the_ball(project: bool) -> None:
+    net, x = _bn_net(), torch.rand(16, 1, 8, 8)
+    y = net(x).argmax(1).detach()  # the net's own labels: low clean loss to push up
+    clean_loss = F.cross_entropy(net(x), y).item()
+    noise = NeuronNoise(net, eps=0.3)
+    adversarial_neuron_noise(net, noise, x, y, PGDConfig(steps=10, project=project), torch.Generator().manual_seed(0))
+    with noise.applied():
+        noisy_loss = F.cross_entropy(net(x), y).item()
+    assert noisy_loss > clean_loss
+    assert noise.magnitude() <= (0.3 if project else 0.6) + 1e-6
+    if not project:
+        assert noise.magnitude() > 0.3  # 10 unprojected steps of 0.03 leave the ball somewhere
+    assert all(p.grad is None for p in net.parameters())  # no gradient reaches the weights
