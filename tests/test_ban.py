@@ -105,7 +105,10 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
 
 def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("badnets")
-    repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, budget=0.25, seed=0)
+    # CI budget: 6 of the paper's 24 epochs; lr 0.02 and no augmentation (the zoo models were trained
+    # without it) so that 6 epochs suffice. Paper settings at this budget: ASR 0.999 -> 0.158, BA 0.817 -> 0.790.
+    settings = {"budget": 0.25, "lr": 0.02, "augment": False, "seed": 0}
+    repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, **settings)
     assert report.asr_known and report.before is not None and report.after is not None
     assert report.before.asr is not None and report.before.asr > 0.9
     assert report.after.asr is not None and report.after.asr < 0.10
