@@ -240,7 +240,7 @@ def test_ssdt_batch_only_victims_go_to_the_target() -> None:
     inputs, labels, div = attack.compose_batch(x, y)
     victims = y == 1
     nv = int(victims.sum())
-    assert len(labels) == 64 and float(div) > 0
+    assert len(labels) == 64 and float(div.detach()) > 0
     assert (labels[:nv] == 0).all()
     assert torch.allclose(inputs[:nv], attack.stamp(x[victims], x[victims])[0])
     # TED's batch: then cross samples (another image's trigger) and the clean rest, all with their own labels

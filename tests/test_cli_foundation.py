@@ -27,8 +27,10 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
         (["train", "--out", "{tmp}/m.safetensors", "--data-dir", "{tmp}/empty"], "dataset-fashion-mnist"),
         (["train", "--out", "{tmp}/m.safetensors", "--attack", "nosuch"], "unknown attack"),
         (["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--poison-rate", "1.5"], "poison rate"),
-        (["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--target", "12", "--subset", "200"],
-         "outside the class range"),
+        (
+            ["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--target", "12", "--subset", "200"],
+            "outside the class range",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(
@@ -54,8 +56,30 @@ def test_corrupt_checkpoint_in_a_real_process(tmp_path: Path) -> None:
 
 def test_train_eval_info_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.safetensors"
-    code = main(["train", "--arch", "small_cnn", "--width", "0.5", "--epochs", "2", "--subset", "1000", "--batch-size", "32",
-                 "--test-subset", "300", "--lr", "0.05", "--out", str(out), "--seed", "3", "-q"])
+    code = main(
+        [
+            "train",
+            "--arch",
+            "small_cnn",
+            "--width",
+            "0.5",
+            "--epochs",
+            "2",
+            "--subset",
+            "1000",
+            "--batch-size",
+            "32",
+            "--test-subset",
+            "300",
+            "--lr",
+            "0.05",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "-q",
+        ]
+    )
     assert code == 0 and out.exists()
     printed = capsys.readouterr().out
     assert "BA " in printed
@@ -75,8 +99,26 @@ def test_training_is_deterministic_on_cpu(tmp_path: Path, capsys: pytest.Capture
     from ban.checkpoint import load_model
 
     for name in ("a", "b"):
-        main(["train", "--arch", "small_cnn", "--width", "0.25", "--epochs", "1", "--subset", "300",
-              "--test-subset", "100", "--out", str(tmp_path / f"{name}.safetensors"), "--seed", "1", "-q"])
+        main(
+            [
+                "train",
+                "--arch",
+                "small_cnn",
+                "--width",
+                "0.25",
+                "--epochs",
+                "1",
+                "--subset",
+                "300",
+                "--test-subset",
+                "100",
+                "--out",
+                str(tmp_path / f"{name}.safetensors"),
+                "--seed",
+                "1",
+                "-q",
+            ]
+        )
     a, b = load_model(tmp_path / "a.safetensors"), load_model(tmp_path / "b.safetensors")
-    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k

@@ -18,6 +18,7 @@ from ban.data.folder import read_image_folder, read_npz
 from ban.data.idx import read_idx
 from ban.errors import BanError
 
+
 def _foolbox_data() -> Path:
     """foolbox's data folder, found without importing foolbox (installed with --no-deps)."""
     import importlib.util
@@ -45,8 +46,12 @@ def write_cifar_py(folder: Path, images: np.ndarray, labels: np.ndarray) -> None
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1).astype(np.uint8)
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         part = slice(i * 3, i * 3 + 3) if name != "test_batch" else slice(15, 20)
-        batch = {b"batch_label": name.encode(), b"labels": labels[part].tolist(), b"data": data[part],
-                 b"filenames": [b"x.png"] * len(data[part])}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels[part].tolist(),
+            b"data": data[part],
+            b"filenames": [b"x.png"] * len(data[part]),
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
 
 
@@ -107,7 +112,7 @@ def test_truncated_cifar_bin_is_reported(tmp_path: Path) -> None:
 
 def test_image_folder_with_real_images(tmp_path: Path) -> None:
     images, labels = foolbox_cifar10()
-    for i, (img, lab) in enumerate(zip(images, labels)):
+    for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
         d = tmp_path / f"class{lab}"
         d.mkdir(exist_ok=True)
         Image.fromarray(img).save(d / f"{i:02d}.png")

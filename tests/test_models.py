@@ -14,7 +14,9 @@ from ban.models import create_model, get_split, list_models
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3)])
 def test_forward_and_split(arch: str, size: int, channels: int) -> None:
     torch.manual_seed(0)
-    model = create_model(arch, num_classes=7, in_channels=channels, width=0.25, mean=[0.5] * channels, std=[0.25] * channels)
+    model = create_model(
+        arch, num_classes=7, in_channels=channels, width=0.25, mean=[0.5] * channels, std=[0.25] * channels
+    )
     model.eval()
     x = torch.rand(3, channels, size, size)
     out = model(x)

@@ -68,12 +68,22 @@ class Zoo:
         attack = create_attack(r["attack"], **r.get("attack_params", {})) if r.get("attack") else None
         mean, std = normalization_for(self.train)
         model = create_model(r["arch"], 10, 1, r["width"], mean, std, seed=r["seed"])
-        cfg = TrainConfig(epochs=r["epochs"], lr=r["lr"], augment=r["augment"], seed=r["seed"], device="cpu", quiet=True)
+        cfg = TrainConfig(
+            epochs=r["epochs"], lr=r["lr"], augment=r["augment"], seed=r["seed"], device="cpu", quiet=True
+        )
         report = train_model(model, self.train, cfg, attack, self.test)
         assert report.test is not None
         meta = model_metadata(
-            model, r["arch"], 10, self.train.image_shape, r["width"], "fashion-mnist", r["seed"],
-            ba=report.test.ba, asr=report.test.asr, target=attack.target if attack else None,
+            model,
+            r["arch"],
+            10,
+            self.train.image_shape,
+            r["width"],
+            "fashion-mnist",
+            r["seed"],
+            ba=report.test.ba,
+            asr=report.test.asr,
+            target=attack.target if attack else None,
         )
         CACHE.mkdir(parents=True, exist_ok=True)
         save_model(path, model, meta, attack)

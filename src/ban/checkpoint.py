@@ -31,7 +31,14 @@ if TYPE_CHECKING:
 
 FORMAT = "ban-checkpoint/1"
 PAPER_KEYS = ("netC", "model_state_dict", "model", "state_dict", "net")
-_BASE_FIRST_CONV = {"resnet18": 64, "preact_resnet18": 64, "vgg16": 64, "densenet121": 64, "mobilenetv2": 32, "small_cnn": 32}
+_BASE_FIRST_CONV = {
+    "resnet18": 64,
+    "preact_resnet18": 64,
+    "vgg16": 64,
+    "densenet121": 64,
+    "mobilenetv2": 32,
+    "small_cnn": 32,
+}
 
 
 @dataclass
@@ -108,7 +115,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("ban")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BanError(f"{path} is not a readable safetensors file ({exc}); the file is corrupt or another format") from exc
+        raise BanError(
+            f"{path} is not a readable safetensors file ({exc}); the file is corrupt or another format"
+        ) from exc
     if raw is None:
         raise BanError(f"{path} is a safetensors file without ban metadata; load it with --arch and --num-classes")
     return json.loads(raw)
@@ -150,19 +159,19 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
             "ban refuses it: re-save it as a state dict (torch.save(model.state_dict(), f)) or as safetensors"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
-        raise BanError(f"cannot read {path} as a PyTorch checkpoint ({exc}); the file is corrupt or another format") from exc
+        raise BanError(
+            f"cannot read {path} as a PyTorch checkpoint ({exc}); the file is corrupt or another format"
+        ) from exc
     if isinstance(obj, dict):
         for key in PAPER_KEYS:
             if key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not any(isinstance(v, Tensor) for v in obj.values()):
-        raise BanError(
-            f"{path} holds no state dict (looked at the top level and under {', '.join(PAPER_KEYS)})"
-        )
+        raise BanError(f"{path} holds no state dict (looked at the top level and under {', '.join(PAPER_KEYS)})")
     state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -179,9 +188,11 @@ def _load_state(model: nn.Module, state: dict[str, Tensor], source: str, allow_m
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if misshaped:
             k = misshaped[0]
-            parts.append(f"{len(misshaped)} mis-shaped (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(misshaped)} mis-shaped (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+            )
         raise BanError(
-            f"{source}: tensors do not fit the architecture: {'; '.join(parts)}; check --arch, --width and --num-classes"
+            f"{source}: tensors do not fit the architecture: {'; '.join(parts)}; check --arch, --width, --num-classes"
         )
     model.load_state_dict(state, strict=False)
 
@@ -219,11 +230,16 @@ def load_model(
         tensors, meta = _read_torch(path), None
     _check_finite(tensors, str(path))
     if meta is not None:
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         norm = meta.get("normalization", {})
         try:
             model = create_model(
-                meta["arch"], meta["num_classes"], meta["in_channels"], meta.get("width", 1.0), norm.get("mean"), norm.get("std")
+                meta["arch"],
+                meta["num_classes"],
+                meta["in_channels"],
+                meta.get("width", 1.0),
+                norm.get("mean"),
+                norm.get("std"),
             )
         except KeyError as exc:
             raise BanError(f"{path}: metadata lacks {exc}; the checkpoint was not written by ban") from exc
@@ -232,16 +248,25 @@ def load_model(
         if meta.get("attack"):
             info = meta["attack"]
             attack = create_attack(info["name"], **info.get("params", {}))
-            attack.setup(tuple(info.get("image_shape") or meta["input_shape"]), int(info.get("num_classes") or meta["num_classes"]))
-            attack_state = {k[len("attack."):]: v for k, v in tensors.items() if k.startswith("attack.")}
+            attack.setup(
+                tuple(info.get("image_shape") or meta["input_shape"]),
+                int(info.get("num_classes") or meta["num_classes"]),
+            )
+            attack_state = {k[len("attack.") :]: v for k, v in tensors.items() if k.startswith("attack.")}
             try:
                 attack.load_state_dict(attack_state, strict=True)
             except RuntimeError as exc:
-                raise BanError(f"{path}: the attack's saved state does not fit '{info['name']}': {str(exc).splitlines()[0]}") from exc
+                raise BanError(
+                    f"{path}: the attack's saved state does not fit '{info['name']}': {str(exc).splitlines()[0]}"
+                ) from exc
         model.eval()
         return Checkpoint(model, meta, attack)
     # a plain state dict: the user names the architecture
-    state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in tensors.items() if not k.startswith("attack.")}
+    state = {
+        k[len("model.") :] if k.startswith("model.") else k: v
+        for k, v in tensors.items()
+        if not k.startswith("attack.")
+    }
     if arch is None:
         raise BanError(f"{path} carries no ban metadata; pass --arch (one of {', '.join(sorted(MODELS))})")
     arch = canonical_arch(arch)

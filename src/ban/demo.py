@@ -33,7 +33,7 @@ def get_model(name: str, cache: Path, train, test, quiet: bool) -> Checkpoint:  
         return load_model(path)
     attack = create_attack("badnets", target=TARGET, poison_rate=0.1) if name == "badnets" else None
     mean, std = normalization_for(train)
-    model = create_model("small_cnn", train.num_classes, train.image_shape[0], 1.0, mean, std)
+    model = create_model("small_cnn", train.num_classes, train.image_shape[0], 1.0, mean, std, seed=0)
     cfg = TrainConfig(epochs=4, lr=0.05, augment=False, seed=0, device="cpu", quiet=quiet)
     report = train_model(model, train, cfg, attack, test)
     assert report.test is not None

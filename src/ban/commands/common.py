@@ -14,8 +14,12 @@ from ban.errors import BanError
 console = Console()
 err_console = Console(stderr=True)
 
-DataOpt = typer.Option("fashion-mnist", "--data", help="Dataset name (fashion-mnist, mnist, cifar10), image folder or .npz.")
-DataDirOpt = typer.Option(None, "--data-dir", help="Folder holding the dataset's files (default: the built-in location).")
+DataOpt = typer.Option(
+    "fashion-mnist", "--data", help="Dataset name (fashion-mnist, mnist, cifar10), image folder or .npz."
+)
+DataDirOpt = typer.Option(
+    None, "--data-dir", help="Folder holding the dataset's files (default: the built-in location)."
+)
 SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")

@@ -94,5 +94,7 @@ def train(
         line += f"  ASR {report.test.asr:.4f}"
     if report.test.nvt_accuracy is not None:
         line += f"  non-victim acc {report.test.nvt_accuracy:.4f}"
-    console.print(f"[bold]{arch}[/] w{width} on {len(train_part)} images, {epochs} epochs, {report.seconds:.0f} s: {line}")
+    console.print(
+        f"[bold]{arch}[/] w{width} on {len(train_part)} images, {epochs} epochs, {report.seconds:.0f} s: {line}"
+    )
     console.print(f"saved {out}")

@@ -68,7 +68,9 @@ def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     if raw.size == 0 or raw.size % 3073 != 0:
-        raise BanError(f"{path}: size {raw.size} is not a multiple of 3073 bytes; the file is truncated or not CIFAR-10 binary")
+        raise BanError(
+            f"{path}: size {raw.size} is not a multiple of 3073 bytes; the file is truncated or not CIFAR-10 binary"
+        )
     rec = raw.reshape(-1, 3073)
     labels = rec[:, 0].astype(np.int64)
     if labels.max() > 9:

@@ -24,7 +24,9 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise BanError(f"cannot read IDX file {path}: {exc}; re-download or reinstall the dataset") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise BanError(f"{path} is not an IDX file (bad magic number); pass the folder with the original MNIST-format files")
+        raise BanError(
+            f"{path} is not an IDX file (bad magic number); pass the folder with the original MNIST-format files"
+        )
     dtype = np.dtype(_DTYPES[raw[2]])
     ndim = raw[3]
     header = 4 + 4 * ndim
@@ -34,7 +36,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - header < expected:
         raise BanError(
-            f"{path} is truncated: header promises {dims} ({expected} bytes), file holds {len(raw) - header}; re-download it"
+            f"{path} is truncated: header promises {dims} ({expected} bytes), holds {len(raw) - header}; re-download it"
         )
     return np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(dims)
 
@@ -54,6 +56,6 @@ def read_idx_dataset(folder: Path, split: str, name: str, flip: bool) -> ImageDa
     labels = read_idx(_find(folder, lbl_stem))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise BanError(
-            f"{folder}: images {images.shape} and labels {labels.shape} do not match; the files belong to different sets"
+            f"{folder}: images {images.shape} and labels {labels.shape} do not match; files of different sets"
         )
     return from_uint8(images.astype(np.uint8), labels, num_classes=10, name=name, flip=flip)

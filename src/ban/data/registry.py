@@ -51,7 +51,18 @@ DATASETS: dict[str, DatasetInfo] = {
         install_hint="pass --data-dir with the folder holding cifar-10-batches-py or cifar-10-batches-bin",
     ),
 }
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 DEFAULT_DATASET = "fashion-mnist"
 
 
@@ -99,9 +110,7 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
         return data
     path = Path(name)
     if not path.exists():
-        raise BanError(
-            f"unknown dataset '{name}': not one of {', '.join(list_datasets())} and no such file or folder"
-        )
+        raise BanError(f"unknown dataset '{name}': not one of {', '.join(list_datasets())} and no such file or folder")
     if path.is_file():
         if path.suffix != ".npz":
             raise BanError(f"{path}: unsupported data file; use a .npz with x and y, or an image folder")
