@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _ban_models import NAMES, models  # noqa: E402
 
+from ban.checkpoint import load_model  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
 from ban.detectors import create_detector  # noqa: E402
 
@@ -28,19 +30,30 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=0.25)
     p.add_argument("--eps", default="0.1,0.2,0.3")
     p.add_argument("--faithful-eps", default="0.3")
-    p.add_argument("--models", default=",".join(NAMES))
+    p.add_argument("--models", default=",".join(NAMES), help="zoo recipes (benchmarks/_ban_models.py); '' for none")
+    p.add_argument("--dir", default=None, help="also every checkpoint in this folder (e.g. runs/attack-zoo)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-samples", type=int, default=1000)
     p.add_argument("--out", default="runs/ban-defaults/rows.jsonl")
     a = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     print("model | target | preset | eps | no-mask share (class) | (1-m) share (class) | loss rise | s", flush=True)
-    for name in a.models.split(","):
-        z, ms = models([name])
-        if name not in ms:
-            continue
-        ckpt = ms[name]
+    jobs: list[tuple[str, Any]] = [(n, None) for n in a.models.split(",") if n]
+    if a.dir:
+        jobs += [(f.stem, f) for f in sorted(Path(a.dir).glob("*.safetensors"))]
+    z = None
+    for name, path in jobs:
+        if path is None:
+            z, ms = models([name])
+            if name not in ms:
+                continue
+            ckpt = ms[name]
+        else:
+            ckpt = load_model(path)
+        if z is None:
+            z, _ = models([])
         clean = CleanData.from_images(z.defender)
         grid = [("paper", float(e)) for e in a.eps.split(",") if e] + [
             ("faithful", float(e)) for e in a.faithful_eps.split(",") if e
@@ -62,6 +75,9 @@ def main() -> None:
                 "no_mask": nm,
                 "negative_mask": ng,
                 "loss_rise": d["loss_rise"],
+                "confusion_no_mask": d["confusion_no_mask"],
+                "confusion_negative_mask": d["confusion_negative_mask"],
+                "confusion_negative_mask_no_noise": d["confusion_negative_mask_no_noise"],
                 "seconds": v.seconds,
             }
             with out.open("a") as f:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import zoo  # noqa: E402
 from ban.attacks import ATTACKS  # noqa: E402
+from ban.checkpoint import load_model  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
 from ban.detectors import DETECTORS, create_detector  # noqa: E402
 from ban.utils import atomic_write_text  # noqa: E402
@@ -77,9 +78,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             detectors.append(name)
     rows = []
-    for model_name in model_recipes(attacks):
+    if args.models_dir:  # every checkpoint in a folder, e.g. the attack benchmark's (benchmarks/attacks.py --save-dir)
+        sources: list[tuple[str, Any]] = [(p.stem, p) for p in sorted(Path(args.models_dir).glob("*.safetensors"))]
+    else:
+        sources = [(n, None) for n in model_recipes(attacks)]
+    for model_name, path in sources:
         try:
-            ckpt = z.get(model_name)
+            ckpt = load_model(path) if path is not None else z.get(model_name)
         except Exception as exc:  # an attack that fails to train here
             print(f"skip model {model_name}: {exc}", file=sys.stderr)
             continue
@@ -134,6 +139,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
     parser.add_argument("--detectors", nargs="*", default=DETECTOR_NAMES)
     parser.add_argument("--attacks", nargs="*", default=None, help="default: every attack in ban.attacks")
+    parser.add_argument("--models-dir", default=None, help="scan these checkpoints instead of the zoo recipes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

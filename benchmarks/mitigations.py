@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated attacks (default: all registered)")
     ap.add_argument(
-        "--methods", default=None,
+        "--methods",
+        default=None,
         help="comma-separated mitigations (default: all registered); a setting as name:key=value, e.g. nad:beta=500",
     )
     ap.add_argument("--budget", type=float, default=0.1, help="fraction of each paper's epochs/rounds/iterations")

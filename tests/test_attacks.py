@@ -245,7 +245,7 @@ def test_ssdt_batch_only_victims_go_to_the_target() -> None:
     assert torch.allclose(inputs[:nv], attack.stamp(x[victims], x[victims])[0])
     # TED's batch: then cross samples (another image's trigger) and the clean rest, all with their own labels
     assert torch.equal(labels[nv:], y[nv:])
-    assert torch.allclose(inputs[nv:][nv:], x[2 * nv:])
+    assert torch.allclose(inputs[nv:][nv:], x[2 * nv :])
     assert (inputs[nv : 2 * nv] != x[nv : 2 * nv]).flatten(1).any(1).all()
     assert built("ssdt", (1, 28, 28), mode="all2one").mode == "source-specific"  # the `ban train` default
     classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
@@ -374,8 +374,22 @@ def test_preview_of_all_attacks_grey_and_colour(tmp_path: Path, capsys: pytest.C
     x = (np.random.default_rng(0).random((40, 32, 32, 3)) * 255).astype(np.uint8)
     np.savez(colour, x=x, y=np.arange(40) % 4)
     out2 = tmp_path / "colour.png"
-    code = main(["attack", "preview", "--attack", "all", "--data", str(colour), "--n", "4", "--mask-epochs", "1",
-                 "--out", str(out2)])
+    code = main(
+        [
+            "attack",
+            "preview",
+            "--attack",
+            "all",
+            "--data",
+            str(colour),
+            "--n",
+            "4",
+            "--mask-epochs",
+            "1",
+            "--out",
+            str(out2),
+        ]
+    )
     assert code == 0 and out2.stat().st_size > 0
     assert main(["attack", "preview", "--attack", "wanet", "-p", "s=1.0", "--no-residual", "--out", str(out)]) == 0
 

@@ -18,7 +18,6 @@ from ban.errors import BanError
 from ban.evaluate import evaluate
 
 FAST = {"budget": 0.25, "eval_samples": 1000}  # 5 mask epochs, 8 noise steps, 1000 held-out images
-PER_BATCH_ATTACKS = ("wanet", "bpp")
 
 
 @pytest.fixture(scope="module")
@@ -35,34 +34,52 @@ def test_flags_badnets_with_its_target(zoo, clean, preset: str) -> None:  # type
     assert len(v.details["histogram_no_mask"]) == 10 and len(v.details["histogram_negative_mask"]) == 10
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known false positives: in the pre-submission fresh-clone run 2 of these 4 (model, preset) cases "
-    "flagged a clean model at the CI budget; the 0.55 threshold rests on 2 clean models (docs/ban-defaults.md)",
+FAITHFUL_FALSE_POSITIVE = pytest.mark.xfail(
+    strict=True,
+    reason="the faithful preset reproduces the official code's unprojected noise (up to 2·eps after the per-batch "
+    "restart), which collapses clean small Fashion-MNIST CNNs into one class: measured per-class scores 0.597 "
+    "(clean) and 0.984 (clean-seed1) at this budget (docs/ban-defaults.md), as method.md measured on the official code",
 )
+
+
 @pytest.mark.parametrize("name", ["clean", "clean-seed1"])
-@pytest.mark.parametrize("preset", ["paper", "faithful"])
+@pytest.mark.parametrize("preset", ["paper", pytest.param("faithful", marks=FAITHFUL_FALSE_POSITIVE)])
 def test_passes_clean_models(zoo, clean, name: str, preset: str) -> None:  # type: ignore[no-untyped-def]
     v = create_detector("ban", preset=preset, **FAST).detect(zoo.get(name).model, clean)
     assert not v.backdoored and v.target is None
     assert v.score <= v.threshold
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="BAN's defaults (no-mask statistic, threshold 0.55) were calibrated on BadNets and clean models only; "
-    "the WaNet verdict at the CI budget was not measured before submission (see docs/ban-defaults.md)",
+FAITHFUL_MISSES_WANET = pytest.mark.xfail(
+    strict=True,
+    reason="faithful preset: the WaNet model's histogram under the official code's noise goes to class 9, "
+    "not its target 0 (docs/ban-defaults.md)",
 )
-def test_flags_a_per_batch_attack(zoo, clean) -> None:  # type: ignore[no-untyped-def]
-    import zoo as zoo_module
 
-    name = next((n for n in PER_BATCH_ATTACKS if n in zoo_module.RECIPES), None)
-    if name is None:
-        pytest.skip("no WaNet/Bpp recipe in tests/zoo.py yet")
-    ckpt = zoo.get(name)
-    for preset in ("paper", "faithful"):
-        v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
-        assert v.backdoored and v.target == ckpt.meta["target"], (preset, v.details["histogram"])
+
+@pytest.mark.parametrize("preset", ["paper", pytest.param("faithful", marks=FAITHFUL_MISSES_WANET)])
+def test_flags_a_per_batch_attack(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
+    ckpt = zoo.get("wanet")
+    v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
+    assert v.backdoored and v.target == ckpt.meta["target"], v.details["histogram"]
+    rates = v.details["flip_rates"]
+    assert sum(r > 0.5 for i, r in enumerate(rates) if i != v.target) >= 5  # most other classes go to the target
+
+
+def test_per_class_rule_tells_a_sink_from_a_backdoor() -> None:
+    """Hand-made confusion matrices: a sink fed by three similar classes vs. every class flipping."""
+    from ban.detectors.ban_detector import per_class_scores
+
+    sink = torch.eye(10, dtype=torch.long) * 100
+    for c in (0, 2, 3):  # T-shirt, Pullover, Dress -> Shirt (6): a natural sink, 40% of all images
+        sink[c, c], sink[c, 6] = 0, 100
+    backdoor = torch.zeros(10, 10, dtype=torch.long)
+    backdoor[:, 8] = 60
+    backdoor += torch.eye(10, dtype=torch.long) * 40
+    assert float(sink.sum(0).max()) / float(sink.sum()) == 0.4
+    assert per_class_scores(sink)[6] == 0.0  # pooled share 0.4, but the median class sends nothing
+    scores = per_class_scores(backdoor)
+    assert int(scores.argmax()) == 8 and abs(float(scores[8]) - 0.6) < 1e-9
 
 
 def test_same_seed_same_verdict_and_model_unchanged(zoo, clean) -> None:  # type: ignore[no-untyped-def]
@@ -115,17 +132,16 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
 
 def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("badnets")
-    # CI budget: 6 of the paper's 24 epochs; lr 0.02 and no augmentation (the zoo models were trained
-    # without it) so that 6 epochs suffice. Paper settings at this budget: ASR 0.999 -> 0.158, BA 0.817 -> 0.790.
-    settings = {"budget": 0.25, "lr": 0.02, "augment": False, "seed": 0}
+    # CI budget: 8 of the paper's 24 epochs, lr 0.01, rob_lambda 1.0, no augmentation (the zoo models were
+    # trained without it). Measured here: ASR 0.999 -> 0.064, BA 0.817 -> 0.791. The paper's settings at
+    # this budget leave ASR at 0.158-0.174 (docs/mitigations.md).
+    settings = {"budget": 1 / 3, "lr": 0.01, "rob_lambda": 1.0, "augment": False, "seed": 0}
     repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, **settings)
     assert report.asr_known and report.before is not None and report.after is not None
     assert report.before.asr is not None and report.before.asr > 0.9
     assert report.after.asr is not None and report.after.asr < 0.10
-    # Measured at this budget: BA 0.817 -> 0.767. The issue's goal (BA within 3 points) is not met at
-    # the CI budget; the bound asserted is the measured one, so a regression still fails.
-    assert report.after.ba > report.before.ba - 0.06
-    assert report.settings["budget"] == 0.25 and report.settings["epochs"] == 6
+    assert report.after.ba > report.before.ba - 0.03  # the issue's goal: BA within 3 points
+    assert report.settings["budget"] == 1 / 3 and report.settings["epochs"] == 8
     assert evaluate(ckpt.model, zoo.test, ckpt.attack, device="cpu").asr > 0.9  # the original is untouched
 
 

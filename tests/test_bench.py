@@ -239,7 +239,9 @@ def test_killed_run_resumes_without_retraining(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ban.cli", "bench", "run", str(spec), "--out", str(out), "--quiet", "--jobs", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.time() + 300
     while not result_files(out, "detect") and proc.poll() is None and time.time() < deadline:
@@ -302,8 +304,13 @@ def test_detection_counts_need_the_right_target() -> None:
     assert not is_correct(_result("badnets", 3, False, None))
     assert is_correct(_result("wanet", None, True, 6, mode="all2all"))  # no single target to name
     assert is_correct(_result("clean", None, False, None)) and not is_correct(_result("clean", None, True, 2))
-    results = [_result("badnets", 3, True, 3), _result("badnets", 3, True, 1), _result("clean", None, True, 4),
-               _result("clean", None, False, None), _result("clean", None, False, None)]
+    results = [
+        _result("badnets", 3, True, 3),
+        _result("badnets", 3, True, 1),
+        _result("clean", None, True, 4),
+        _result("clean", None, False, None),
+        _result("clean", None, False, None),
+    ]
     bd, acc = bd_and_acc(results, "badnets", "clean")
     assert (str(bd), acc.k, acc.n) == ("1/2", 3, 5)
     bd, acc = bd_and_acc(results, "clean", "clean")

@@ -91,9 +91,7 @@ ANP_FAILS = (
 )
 
 
-@pytest.mark.parametrize(
-    "name", ["ftsam", pytest.param("anp", marks=pytest.mark.xfail(strict=True, reason=ANP_FAILS))]
-)
+@pytest.mark.parametrize("name", ["ftsam", pytest.param("anp", marks=pytest.mark.xfail(strict=True, reason=ANP_FAILS))])
 def test_removes_the_backdoor_and_keeps_accuracy(name: str, badnets: Any, clean: CleanData, zoo: Any) -> None:
     _, report = repaired(name, badnets, clean, zoo, **FAST[name])
     assert report.before is not None and report.after is not None and report.after.asr is not None

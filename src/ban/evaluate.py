@@ -34,9 +34,7 @@ class EvalReport:
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, x: Tensor, batch_size: int = 512, device: str | torch.device = "auto"
-) -> Tensor:
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512, device: str | torch.device = "auto") -> Tensor:
     """Predicted labels (N,) of `model` in eval mode, computed batch by batch on `device`."""
     dev = resolve_device(device)
     out = []

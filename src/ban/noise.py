@@ -244,6 +244,27 @@ class PGDConfig:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Forward passes inside the block leave BatchNorm running statistics where they were.
+
+    Train-mode BatchNorm still normalises with the batch's statistics; only the running
+    averages (used in eval mode) stop moving, so noisy forward passes cannot corrupt them.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    saved = [(m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in layers]  # fmt: skip
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None and m.num_batches_tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 def adversarial_neuron_noise(
     model: nn.Module,
     noise: NeuronNoise,

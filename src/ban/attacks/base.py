@@ -140,9 +140,7 @@ class Attack(nn.Module):
         """Per-batch poisoning of a clean batch (before augmentation). Default: the batch unchanged."""
         return x, y
 
-    def training_loss(
-        self, model: nn.Module, x: Tensor, y: Tensor, augment: Any, generator: torch.Generator
-    ) -> Tensor:
+    def training_loss(self, model: nn.Module, x: Tensor, y: Tensor, augment: Any, generator: torch.Generator) -> Tensor:
         """The classifier's loss on one batch: poison, augment, cross-entropy."""
         xb, yb = self.poison_batch(x, y, generator)
         return F.cross_entropy(model(augment(xb, generator)), yb)

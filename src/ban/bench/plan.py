@@ -129,9 +129,7 @@ def model_jobs(spec: BenchSpec) -> list[ModelJob]:
     jobs: list[ModelJob] = []
 
     def add(arch: ArchSpec, group: str, i: int, attack: str | None, params: dict[str, Any]) -> None:
-        jobs.append(
-            ModelJob(group, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data)
-        )
+        jobs.append(ModelJob(group, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data))
 
     for arch in spec.architectures:
         for atk in spec.attacks:

@@ -90,8 +90,19 @@ def roc_table(res: BenchResults, n_boot: int) -> Table:
         "roc",
         f"Score-based detection over the zoo: AUROC and TPR at {FPR_BUDGET:.0%} FPR "
         f"(bootstrap 95% CI, {n_boot} resamples)",
-        ["Detector", "Backdoored", "Clean", "AUROC", "AUROC low", "AUROC high", "TPR@5%FPR", "TPR low", "TPR high",
-         "Detected", "Accuracy"],
+        [
+            "Detector",
+            "Backdoored",
+            "Clean",
+            "AUROC",
+            "AUROC low",
+            "AUROC high",
+            "TPR@5%FPR",
+            "TPR low",
+            "TPR high",
+            "Detected",
+            "Accuracy",
+        ],
         note="Backdoored models are positives; the verdict's continuous score ranks them. Detected = flagged with the "
         "right target; Accuracy = correct verdicts over all models.",
     )
@@ -103,9 +114,19 @@ def roc_table(res: BenchResults, n_boot: int) -> Table:
         bd = sum(is_correct(r) for r in rows if r["model"]["backdoored"])
         correct = sum(is_correct(r) for r in rows)
         table.rows.append(
-            [det, str(int(y.sum())), str(int(len(y) - y.sum())), _fmt(a.value), _fmt(a.low), _fmt(a.high),
-             _fmt(t.value), _fmt(t.low), _fmt(t.high), f"{bd}/{int(y.sum())}",
-             _fmt(correct / len(rows) if rows else np.nan)]
+            [
+                det,
+                str(int(y.sum())),
+                str(int(len(y) - y.sum())),
+                _fmt(a.value),
+                _fmt(a.low),
+                _fmt(a.high),
+                _fmt(t.value),
+                _fmt(t.low),
+                _fmt(t.high),
+                f"{bd}/{int(y.sum())}",
+                _fmt(correct / len(rows) if rows else np.nan),
+            ]
         )
     return table
 

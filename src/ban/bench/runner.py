@@ -110,9 +110,7 @@ def run_bench(
     claim(out, spec, force)
     tasks = plan_tasks(spec)
     ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)
-    ex = create_executor(
-        executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task
-    )
+    ex = create_executor(executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task)
     done = {t.id for t in tasks if t.path(out).exists()}
     display = RunDisplay(tasks, done, quiet)
     return schedule(tasks, out, ex, display)

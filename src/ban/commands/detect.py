@@ -50,6 +50,10 @@ def print_verdict(name: str, v: Verdict) -> None:
     for key, label in (("histogram_negative_mask", "(1-m) under noise"), ("histogram_no_mask", "no mask under noise")):
         if key in v.details:
             console.print(f"  {label}: {histogram_line(v.details[key])}")
+    if "flip_rates" in v.details and v.settings.get("rule") == "per-class":
+        t = int(v.details["scores_per_class"].index(max(v.details["scores_per_class"])))
+        rates = "  ".join(f"{c}:{r:.2f}" for c, r in enumerate(v.details["flip_rates"]) if c != t)
+        console.print(f"  share of each class sent to class {t} (score = median): {rates}")
     if "histogram" in v.details and "histogram_no_mask" not in v.details:
         console.print(f"  histogram: {histogram_line(v.details['histogram'])}")
 

@@ -21,8 +21,8 @@ class Augment:
             padded = F.pad(x, (self.pad,) * 4)
             dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator).to(dev)
             dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator).to(dev)
-            rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # n×h
-            cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # n×w
+            rows = dy[:, None] + torch.arange(h, device=dev)[None, :]  # n×h
+            cols = dx[:, None] + torch.arange(w, device=dev)[None, :]  # n×w
             idx_n = torch.arange(n, device=dev)[:, None, None]
             x = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
         if self.flip:

@@ -34,9 +34,7 @@ class ImageData:
         if self.x.ndim != 4:
             raise BanError(f"dataset '{self.name}': images must be N×C×H×W, got shape {tuple(self.x.shape)}")
         if self.y.ndim != 1 or self.y.shape[0] != self.x.shape[0]:
-            raise BanError(
-                f"dataset '{self.name}': {self.x.shape[0]} images but labels of shape {tuple(self.y.shape)}"
-            )
+            raise BanError(f"dataset '{self.name}': {self.x.shape[0]} images but labels of shape {tuple(self.y.shape)}")
         if self.x.dtype != torch.float32:
             raise BanError(f"dataset '{self.name}': images must be float32, got {self.x.dtype}")
         if self.y.dtype != torch.int64:

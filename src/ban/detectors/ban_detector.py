@@ -4,8 +4,16 @@
 2. Find adversarial neuron noise δ, ξ that maximises the clean loss (``ban.noise``).
 3. With the noise on, predict held-out clean images from (1 − m) ⊙ features ("negative-mask"
    histogram) and from the plain features ("no-mask" histogram). Both are recorded.
-4. Flag the model when more than `threshold` of the held-out images fall in one class of the
-   chosen statistic's histogram; target = that class; score = that class's share.
+4. Decide by one of two rules on the chosen statistic's predictions (rows: true class):
+   ``per-class`` (default): for every candidate target t, the share r_c,t of each other class c's
+   held-out images predicted as t; score(t) = median over c ≠ t of r_c,t; target = the t with the
+   largest score; flagged when score > `threshold`. "Most images of most other classes go to t":
+   a backdoor moves every class to its target, while a clean network under noise only drifts
+   into a natural "sink" class from the few classes that resemble it (Shirt takes T-shirt, Pullover
+   and Coat, not Sneaker or Bag), which the pooled share cannot tell apart.
+   ``pooled`` (the authors' rule from the repository's issue #1): score = the share of all
+   held-out images predicted as the argmax class; flagged when score > `threshold`.
+   docs/ban-defaults.md has the measurements behind the defaults.
 
 Presets
 -------
@@ -60,6 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 STATISTICS = ("negative-mask", "no-mask")
+RULES = ("per-class", "pooled")
 MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half for the histogram
 
 
@@ -108,7 +117,8 @@ class BAN(Detector):
         budget: float = 1.0,
         preset: str = "paper",
         statistic: str = "no-mask",
-        threshold: float = 0.55,
+        rule: str = "per-class",
+        threshold: float = 0.5,
         eps: float = 0.3,
         steps: int = 30,
         mask_lambda: float = 0.75,
@@ -126,6 +136,8 @@ class BAN(Detector):
             raise BanError(f"unknown BAN preset '{preset}'; choose one of {', '.join(PRESETS)}")
         if statistic not in STATISTICS:
             raise BanError(f"unknown BAN statistic '{statistic}'; choose one of {', '.join(STATISTICS)}")
+        if rule not in RULES:
+            raise BanError(f"unknown BAN rule '{rule}'; choose one of {', '.join(RULES)}")
         if not 0.0 < threshold < 1.0:
             raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {threshold}")
         if not budget > 0:
@@ -133,6 +145,7 @@ class BAN(Detector):
         self.budget = float(budget)
         self.preset = preset
         self.statistic = statistic
+        self.rule = rule
         self.threshold = float(threshold)
         self.eps = float(eps)
         self.steps = int(steps)
@@ -157,6 +170,7 @@ class BAN(Detector):
         return {
             "preset": self.preset,
             "statistic": self.statistic,
+            "rule": self.rule,
             "threshold": self.threshold,
             "eps": self.eps,
             "steps": self.scaled(self.steps),
@@ -219,14 +233,17 @@ class BAN(Detector):
 
     @torch.no_grad()
     def _histograms(
-        self, model: nn.Module, m: Tensor, x: Tensor, k: int, dev: torch.device
-    ) -> tuple[Tensor, Tensor, int]:
-        """Prediction counts under noise: (negative-mask, no-mask, images predicted)."""
+        self, model: nn.Module, noise: NeuronNoise, m: Tensor, x: Tensor, y: Tensor, k: int, dev: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Confusion matrices, rows = true class, columns = predicted class: (negative-mask under
+        noise, no-mask under noise, negative-mask without noise, images predicted).
+        Column sums are the histograms."""
         split = get_split(model)
-        neg = torch.zeros(k, dtype=torch.long)
-        plain = torch.zeros(k, dtype=torch.long)
+        neg = torch.zeros(k, k, dtype=torch.long)
+        plain = torch.zeros(k, k, dtype=torch.long)
+        neg_quiet = torch.zeros(k, k, dtype=torch.long)
         n_total, seen = len(x), 0
-        limit = self.threshold * n_total
+        per_class_total = torch.bincount(y, minlength=k)
         with eval_mode(model):
             for sl in batches(n_total, 256):
                 f = split.features(x[sl].to(dev))
@@ -235,14 +252,43 @@ class BAN(Detector):
                     raise BanError(
                         "the model outputs NaN/Inf under neuron noise; lower eps (e.g. eps=0.1) or check the model"
                     )
-                neg += torch.bincount(logits_neg.argmax(1).cpu(), minlength=k)
-                plain += torch.bincount(logits_plain.argmax(1).cpu(), minlength=k)
+                yt = y[sl]
+                noise.noise_on = False
+                logits_quiet = split.head((1 - m) * split.features(x[sl].to(dev)))
+                noise.noise_on = True
+                neg_quiet += torch.bincount(yt * k + logits_quiet.argmax(1).cpu(), minlength=k * k).view(k, k)
+                neg += torch.bincount(yt * k + logits_neg.argmax(1).cpu(), minlength=k * k).view(k, k)
+                plain += torch.bincount(yt * k + logits_plain.argmax(1).cpu(), minlength=k * k).view(k, k)
                 seen = sl.stop
-                if self.options["early_stop"] and _decided(
-                    neg if self.statistic == "negative-mask" else plain, n_total - seen, limit
-                ):
+                chosen = neg if self.statistic == "negative-mask" else plain
+                if self.options["early_stop"] and self._decided(chosen, per_class_total):
                     break
-        return neg, plain, seen
+        return neg, plain, neg_quiet, seen
+
+    def _scores(self, confusion: Tensor) -> Tensor:
+        """Score of every candidate target class under the chosen rule."""
+        if self.rule == "per-class":
+            return per_class_scores(confusion)
+        counts = confusion.sum(0).double()
+        return counts / counts.sum().clamp_min(1)
+
+    def _decided(self, confusion: Tensor, totals: Tensor) -> bool:
+        """True when neither the decision nor the target can change, whatever the unseen images give."""
+        seen = confusion.sum(1)
+        unseen = totals - seen
+        if self.rule == "per-class":
+            low = per_class_scores(confusion, totals)  # unseen images all elsewhere
+            # upper bound: every unseen image of class c goes to t, for every t at once
+            high = per_class_scores(confusion + unseen[:, None].expand_as(confusion), totals)
+        else:
+            n = totals.sum().clamp_min(1).double()
+            counts = confusion.sum(0).double()
+            low, high = counts / n, (counts + unseen.sum()) / n
+        best = int(low.argmax())
+        others = torch.cat([high[:best], high[best + 1 :]])
+        if low[best] > self.threshold and bool((others < low[best]).all()):
+            return True  # flagged, and no other class can overtake
+        return bool((high <= self.threshold).all())  # no class can pass the threshold any more
 
     # ---- the detector ------------------------------------------------------------------------
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
@@ -253,7 +299,7 @@ class BAN(Detector):
         model_fits(model, clean, dev)
         get_split(model)
         g = make_generator(self.seed)
-        xo, yo, xe, _ye = self._split_data(clean, g)
+        xo, yo, xe, ye = self._split_data(clean, g)
         k = clean.num_classes
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         was_training = model.training
@@ -281,7 +327,8 @@ class BAN(Detector):
             t = time.perf_counter()
             with noise.applied():
                 noisy_loss = self._loss(model, xo, yo, dev)  # faithful: with the noise-time running statistics
-                neg, plain, seen = self._histograms(model, m, xe, k, dev)
+                conf_neg, conf_plain, conf_quiet, seen = self._histograms(model, noise, m, xe, ye, k, dev)
+                neg, plain = conf_neg.sum(0), conf_plain.sum(0)
             timings["histogram"] = time.perf_counter() - t
         finally:
             noise.detach()
@@ -289,16 +336,23 @@ class BAN(Detector):
                 for n, b in model.named_buffers():
                     b.copy_(buffers[n])
             model.train(was_training)
-        counts = neg if self.statistic == "negative-mask" else plain
-        target = int(counts.argmax())
-        score = float(counts[target]) / max(1, int(counts.sum()))
+        confusion = conf_neg if self.statistic == "negative-mask" else conf_plain
+        counts = confusion.sum(0)
+        scores = self._scores(confusion)
+        target = int(scores.argmax())
+        score = float(scores[target])
         flagged = score > self.threshold
         self.mask = m.cpu()
         details = {
             "histogram": [int(c) for c in counts],
             "histogram_negative_mask": [int(c) for c in neg],
             "histogram_no_mask": [int(c) for c in plain],
-            "argmax_class": target,
+            "confusion_negative_mask": conf_neg.tolist(),
+            "confusion_no_mask": conf_plain.tolist(),
+            "confusion_negative_mask_no_noise": conf_quiet.tolist(),
+            "argmax_class": int(counts.argmax()),
+            "scores_per_class": [round(float(v), 6) for v in scores],
+            "flip_rates": _flip_rates(confusion, target).tolist(),
             "fraction_negative_mask": float(neg.max()) / max(1, seen),
             "fraction_no_mask": float(plain.max()) / max(1, seen),
             "images_predicted": int(seen),
@@ -327,10 +381,25 @@ class BAN(Detector):
         )
 
 
-def _decided(counts: Tensor, remaining: int, limit: float) -> bool:
-    """True when the > limit decision and the winning class can no longer change with `remaining` more images."""
-    top2 = counts.topk(min(2, len(counts))).values.tolist()
-    best, second = top2[0], (top2[1] if len(top2) > 1 else 0)
-    if best > limit and best > second + remaining:
-        return True  # flagged, and no other class can overtake
-    return best + remaining <= limit  # no class can pass the limit any more
+def _flip_rates(confusion: Tensor, target: int) -> Tensor:
+    """Share of each true class's images predicted as `target` (the target's own row included)."""
+    rows = confusion.sum(1).clamp_min(1)
+    return confusion[:, target].double() / rows
+
+
+def per_class_scores(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
+    """score(t) = median over classes c ≠ t of (images of c predicted t) / (images of c).
+
+    `totals` (images per class in the whole held-out set) replaces the row sums, which gives
+    the lower bound of the score while only part of the set has been predicted."""
+    k = confusion.shape[0]
+    rows = (confusion.sum(1) if totals is None else totals).clamp_min(1).double()
+    rates = confusion.double() / rows[:, None]  # rates[c, t]
+    present = (confusion.sum(1) if totals is None else totals) > 0
+    out = torch.zeros(k, dtype=torch.float64)
+    for t in range(k):
+        keep = present.clone()
+        keep[t] = False
+        if keep.any():
+            out[t] = torch.quantile(rates[keep, t], 0.5)
+    return out

@@ -168,8 +168,17 @@ class ANP(Mitigation):
         noise = NeuronNoise(model, eps=self.eps, layers="norm", use_mask=True)
         try:
             log = learn_neuron_masks(
-                model, noise, data.x.to(dev), data.y.to(dev), self.iterations, self.batch_size, self.alpha, self.lr,
-                self.noise_steps, make_generator(self.seed), self.quiet,
+                model,
+                noise,
+                data.x.to(dev),
+                data.y.to(dev),
+                self.iterations,
+                self.batch_size,
+                self.alpha,
+                self.lr,
+                self.noise_steps,
+                make_generator(self.seed),
+                self.quiet,
             )
         finally:
             model.load_state_dict(saved)  # BatchNorm running statistics moved in train mode

@@ -104,12 +104,22 @@ class BTIDBFUnlearn(Mitigation):
         self.poison_fraction = float(poison_fraction)
         self.lr = float(lr)
         self.inverter = BTIDBF(
-            seed=seed, device=device, quiet=quiet, budget=self.budget, n_samples=self.clean_samples,
-            batch_size=batch_size, augment=augment, **detector_settings,
+            seed=seed,
+            device=device,
+            quiet=quiet,
+            budget=self.budget,
+            n_samples=self.clean_samples,
+            batch_size=batch_size,
+            augment=augment,
+            **detector_settings,
         )
         self.config = FineTuneConfig(
-            epochs=scale_epochs(unlearn_epochs, budget), batch_size=batch_size, lr=lr, weight_decay=0.0,
-            schedule="constant", augment=augment,
+            epochs=scale_epochs(unlearn_epochs, budget),
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=0.0,
+            schedule="constant",
+            augment=augment,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -162,8 +172,15 @@ class BTIDBFUnlearn(Mitigation):
                 detected = int(counts.argmax())
             poisons = GeneratedPoisons(gen, self.poison_fraction, g)
             history = fine_tune(
-                model, data, self.config, objective=unlearning_objective(poisons), optimizer=opt, generator=g,
-                device=dev, quiet=self.quiet, description=f"BTI-DBF(U) round {r + 1}/{self.rounds}",
+                model,
+                data,
+                self.config,
+                objective=unlearning_objective(poisons),
+                optimizer=opt,
+                generator=g,
+                device=dev,
+                quiet=self.quiet,
+                description=f"BTI-DBF(U) round {r + 1}/{self.rounds}",
             )
             log.append({"round": r + 1, "generator": losses, "unlearn": history})
         return model, {"detected_target": detected, "rounds": log, "clean_used": len(data)}

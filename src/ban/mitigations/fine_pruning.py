@@ -155,7 +155,10 @@ class FinePruning(Mitigation):
         self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
         self.paper_epochs = int(epochs)
         self.config = FineTuneConfig(
-            epochs=scale_epochs(epochs, budget), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            epochs=scale_epochs(epochs, budget),
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
             augment=augment,
         )
 
@@ -178,8 +181,9 @@ class FinePruning(Mitigation):
             n = int(self.prune_ratio * c)
             pruning.set(order[:n])
             return n, [accuracy_from_features(model, f, y)]
-        saved = pruning.layer.weight.detach().clone(), (
-            pruning.layer.bias.detach().clone() if getattr(pruning.layer, "bias", None) is not None else None
+        saved = (
+            pruning.layer.weight.detach().clone(),
+            (pruning.layer.bias.detach().clone() if getattr(pruning.layer, "bias", None) is not None else None),
         )
         curve = [accuracy_from_features(model, f, y)]
         floor = curve[0] - self.max_accuracy_drop
@@ -209,8 +213,14 @@ class FinePruning(Mitigation):
         pruning = ChannelPruning(head_consumer(model, f), int(f.shape[1]))
         n, curve = self.choose_count(model, pruning, order, f, data.y)
         history = fine_tune(
-            model, data, self.config, after_step=pruning.apply, generator=make_generator(self.seed),
-            device=dev, quiet=self.quiet, description="Fine-Pruning",
+            model,
+            data,
+            self.config,
+            after_step=pruning.apply,
+            generator=make_generator(self.seed),
+            device=dev,
+            quiet=self.quiet,
+            description="Fine-Pruning",
         )
         pruning.apply()
         return model, {

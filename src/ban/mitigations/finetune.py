@@ -46,7 +46,10 @@ class FineTune(Mitigation):
         self.budget = check_budget(budget)
         self.clean_samples = int(clean_samples)
         self.config = FineTuneConfig(
-            epochs=scale_epochs(epochs, budget), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            epochs=scale_epochs(epochs, budget),
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
             augment=augment,
         )
         self.paper_epochs = int(epochs)
@@ -65,7 +68,12 @@ class FineTune(Mitigation):
         model.to(dev)
         check_model_fits(model, data, dev)
         history = fine_tune(
-            model, data, self.config, generator=make_generator(self.seed), device=dev, quiet=self.quiet,
+            model,
+            data,
+            self.config,
+            generator=make_generator(self.seed),
+            device=dev,
+            quiet=self.quiet,
             description="FT",
         )
         return model, {"history": history, "clean_used": len(data)}

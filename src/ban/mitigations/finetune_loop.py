@@ -137,7 +137,10 @@ def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
 def sgd_for(model: nn.Module, cfg: FineTuneConfig) -> torch.optim.SGD:
     """The default optimiser: SGD with the config's lr, momentum, weight decay and Nesterov flag."""
     return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
         nesterov=cfg.nesterov and cfg.momentum > 0,
     )
 

@@ -57,8 +57,13 @@ class FTSAM(Mitigation):
         self.adaptive = bool(adaptive)
         self.paper_epochs = int(epochs)
         self.config = FineTuneConfig(
-            epochs=scale_epochs(epochs, budget), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            label_smoothing=label_smoothing, augment=augment, crop_pad=crop_pad,
+            epochs=scale_epochs(epochs, budget),
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            augment=augment,
+            crop_pad=crop_pad,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -78,11 +83,22 @@ class FTSAM(Mitigation):
         check_model_fits(model, data, dev)
         cfg = self.config
         opt = SAM(
-            model.parameters(), torch.optim.SGD, rho=self.rho, adaptive=self.adaptive,
-            lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+            model.parameters(),
+            torch.optim.SGD,
+            rho=self.rho,
+            adaptive=self.adaptive,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
         )
         history = fine_tune(
-            model, data, cfg, optimizer=opt, generator=make_generator(self.seed), device=dev, quiet=self.quiet,
+            model,
+            data,
+            cfg,
+            optimizer=opt,
+            generator=make_generator(self.seed),
+            device=dev,
+            quiet=self.quiet,
             description="FT-SAM",
         )
         return model, {"history": history, "clean_used": len(data)}

@@ -142,7 +142,12 @@ class IBAU(Mitigation):
         self.perturbation_weight = float(perturbation_weight)
         self.portion = float(portion)
         self.config = FineTuneConfig(
-            epochs=1, batch_size=batch_size, lr=lr, weight_decay=0.0, schedule="constant", train_mode=False,
+            epochs=1,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=0.0,
+            schedule="constant",
+            train_mode=False,
             augment=augment,
         )
 
@@ -178,17 +183,33 @@ class IBAU(Mitigation):
             inner_loss = pert.fit(model, data, self.config.batch_size, g, dev)
             outer_losses: list[float] = []
             objective = hypergradient_objective(
-                pert.delta, x_inner, y_inner, self.fixed_point_steps, self.inner_lr, self.perturbation_weight,
-                self.portion, g, outer_losses,
+                pert.delta,
+                x_inner,
+                y_inner,
+                self.fixed_point_steps,
+                self.inner_lr,
+                self.perturbation_weight,
+                self.portion,
+                g,
+                outer_losses,
             )
             fine_tune(
-                model, data, self.config, objective=objective, optimizer=opt, generator=g, device=dev,
-                quiet=self.quiet, description=f"I-BAU round {r + 1}/{self.rounds}",
+                model,
+                data,
+                self.config,
+                objective=objective,
+                optimizer=opt,
+                generator=g,
+                device=dev,
+                quiet=self.quiet,
+                description=f"I-BAU round {r + 1}/{self.rounds}",
             )
-            log.append({
-                "round": r + 1,
-                "inner_loss": inner_loss,
-                "perturbation_l2": float(pert.delta.detach().norm()),
-                "outer_loss": sum(outer_losses) / max(len(outer_losses), 1),
-            })
+            log.append(
+                {
+                    "round": r + 1,
+                    "inner_loss": inner_loss,
+                    "perturbation_l2": float(pert.delta.detach().norm()),
+                    "outer_loss": sum(outer_losses) / max(len(outer_losses), 1),
+                }
+            )
         return model, {"rounds": log, "clean_used": len(data)}

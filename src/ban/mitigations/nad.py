@@ -82,8 +82,14 @@ class NAD(Mitigation):
 
         def recipe(n: int) -> FineTuneConfig:
             return FineTuneConfig(
-                epochs=scale_epochs(n, budget), batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                nesterov=True, schedule="piecewise", lr_steps=steps, augment=augment,
+                epochs=scale_epochs(n, budget),
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                nesterov=True,
+                schedule="piecewise",
+                lr_steps=steps,
+                augment=augment,
             )
 
         self.student_config = recipe(epochs)
@@ -116,7 +122,12 @@ class NAD(Mitigation):
         g = make_generator(self.seed)
         teacher_model = copy.deepcopy(model)
         teacher_history = fine_tune(
-            teacher_model, data, self.teacher_config, generator=g, device=dev, quiet=self.quiet,
+            teacher_model,
+            data,
+            self.teacher_config,
+            generator=g,
+            device=dev,
+            quiet=self.quiet,
             description="NAD teacher",
         )
         teacher = get_split(freeze(teacher_model))
@@ -128,7 +139,13 @@ class NAD(Mitigation):
             return F.cross_entropy(student.head(f), y) + self.beta * attention_loss(f, f_t, self.p)
 
         history = fine_tune(
-            model, data, self.student_config, objective=objective, generator=g, device=dev, quiet=self.quiet,
+            model,
+            data,
+            self.student_config,
+            objective=objective,
+            generator=g,
+            device=dev,
+            quiet=self.quiet,
             description="NAD student",
         )
         return model, {"teacher_history": teacher_history, "history": history, "clean_used": len(data)}
