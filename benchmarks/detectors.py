@@ -91,9 +91,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         truth = ckpt.meta.get("target")
         for det_name in detectors:
             settings = CPU_SETTINGS.get(det_name, {}) if args.preset == "cpu" else {}
-            det = create_detector(
-                det_name, seed=args.seed, device=args.device, quiet=True, budget=args.budget, **settings
-            )
+            budget = args.ban_budget if det_name == "ban" and args.ban_budget is not None else args.budget
+            det = create_detector(det_name, seed=args.seed, device=args.device, quiet=True, budget=budget, **settings)
             start = time.perf_counter()
             verdict = det.detect(ckpt.model, clean)
             row = {
@@ -139,6 +138,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
     parser.add_argument("--detectors", nargs="*", default=DETECTOR_NAMES)
     parser.add_argument("--attacks", nargs="*", default=None, help="default: every attack in ban.attacks")
+    parser.add_argument("--ban-budget", type=float, default=None, help="BAN's own budget (default: --budget)")
     parser.add_argument("--models-dir", default=None, help="scan these checkpoints instead of the zoo recipes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
