@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import zoo  # noqa: E402
 from ban.attacks import ATTACKS  # noqa: E402
+from ban.checkpoint import load_model  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
 from ban.data import balanced_sample  # noqa: E402
 from ban.errors import BanError  # noqa: E402
@@ -75,9 +76,15 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def run_cell(z: zoo.Zoo, attack: str, method: str, clean: CleanData, args: argparse.Namespace) -> dict[str, Any]:
-    name, recipe = recipe_for(attack)
-    zoo.RECIPES.setdefault(name, recipe)
-    ckpt = z.get(name)
+    if args.models_dir:  # the attack benchmark's checkpoints: ATTACK-tTARGET.safetensors
+        found = sorted(Path(args.models_dir).glob(f"{attack}-t*.safetensors"))
+        if not found:
+            return {"attack": attack, "method": method, "error": f"no {attack}-t*.safetensors in {args.models_dir}"}
+        name, ckpt = found[0].stem, load_model(found[0])
+    else:
+        name, recipe = recipe_for(attack)
+        zoo.RECIPES.setdefault(name, recipe)
+        ckpt = z.get(name)
     key, extra = parse_method(method)
     kwargs: dict[str, Any] = {"seed": args.seed, "device": args.device, "quiet": True, "budget": args.budget, **extra}
     try:
@@ -142,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench-mitigations")
+    ap.add_argument("--models-dir", default=None, help="ATTACK-tT.safetensors here (attacks.py --save-dir)")
     ap.add_argument("--time-limit", type=float, default=None, help="start no new cell after this many seconds")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     attacks = [a for a in args.attacks.split(",") if a]
     names = args.methods.split(",") if args.methods else methods()
-    out: Path = args.out / f"budget{args.budget:g}-clean{args.clean}-seed{args.seed}"
+    tag = f"-{Path(args.models_dir).name}" if args.models_dir else ""
+    out: Path = args.out / f"budget{args.budget:g}-clean{args.clean}-seed{args.seed}{tag}"
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         start = time.perf_counter()
