@@ -164,3 +164,29 @@ def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo) -> None:  # ty
     assert code == 0
     reloaded = load_model(cleaned)
     assert reloaded.attack is not None and reloaded.meta["mitigation"]["method"] == "ban"
+
+
+@pytest.mark.parametrize("rule", ["per-class", "pooled"])
+def test_early_stop_never_changes_the_decision(rule: str) -> None:
+    """Predict images batch by batch; when the stop test fires, the verdict reported from the images seen so
+    far must equal the verdict on the whole held-out set."""
+    from ban.detectors.ban_detector import flag_and_target
+
+    det = BAN(rule=rule)
+    g = torch.Generator().manual_seed(0)
+    k, n, stops = 10, 400, 0
+    for trial in range(80):
+        y = torch.arange(k).repeat(n // k)[torch.randperm(n, generator=g)]
+        pred = torch.randint(0, k, (n,), generator=g)
+        pred[torch.rand(n, generator=g) < trial / 80] = trial % k  # from clean-looking to strongly backdoored
+        full = torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+        totals = torch.bincount(y, minlength=k)
+        for stop in range(16, n, 16):
+            part = torch.bincount(y[:stop] * k + pred[:stop], minlength=k * k).view(k, k)
+            if det._decided(part, totals):
+                stops += 1
+                assert flag_and_target(det._scores(part), det.threshold) == flag_and_target(
+                    det._scores(full), det.threshold
+                ), (trial, stop)
+                break
+    assert stops >= 20  # the stop test fires on clear cases

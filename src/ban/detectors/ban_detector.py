@@ -341,7 +341,7 @@ class BAN(Detector):
         scores = self._scores(confusion)
         target = int(scores.argmax())
         score = float(scores[target])
-        flagged = score > self.threshold
+        flagged = flag_and_target(scores, self.threshold)[0]
         self.mask = m.cpu()
         details = {
             "histogram": [int(c) for c in counts],
@@ -379,6 +379,12 @@ class BAN(Detector):
             settings=self.settings(),
             details=details,
         )
+
+
+def flag_and_target(scores: Tensor, threshold: float) -> tuple[bool, int | None]:
+    """(flagged, target): the best-scoring class, flagged when its score exceeds the threshold."""
+    best = int(scores.argmax())
+    return (True, best) if float(scores[best]) > threshold else (False, None)
 
 
 def _flip_rates(confusion: Tensor, target: int) -> Tensor:
