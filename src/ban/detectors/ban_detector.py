@@ -9,8 +9,8 @@
    held-out images predicted as t; score(t) = median over c ≠ t of r_c,t; target = the t with the
    largest score; flagged when score > `threshold`. "Most images of most other classes go to t":
    a backdoor moves every class to its target, while a clean network under noise only drifts
-   into a natural "sink" class from the few classes that resemble it (Shirt takes T-shirt, Pullover
-   and Coat, not Sneaker or Bag), which the pooled share cannot tell apart.
+   into a natural "sink" class from the few classes that resemble it (on Fashion-MNIST: Coat takes
+   Pullover, Dress and Shirt, not Sneaker or Bag), which the pooled share cannot tell apart.
    ``pooled`` (the authors' rule from the repository's issue #1): score = the share of all
    held-out images predicted as the argmax class; flagged when score > `threshold`.
    docs/ban-defaults.md has the measurements behind the defaults.
