@@ -246,7 +246,8 @@ class BAN(Detector):
         per_class_total = torch.bincount(y, minlength=k)
         with eval_mode(model):
             for sl in batches(n_total, 256):
-                f = split.features(x[sl].to(dev))
+                xb = x[sl].to(dev)
+                f = split.features(xb)
                 logits_neg, logits_plain = split.head((1 - m) * f), split.head(f)
                 if not (torch.isfinite(logits_neg).all() and torch.isfinite(logits_plain).all()):
                     raise BanError(
@@ -254,7 +255,7 @@ class BAN(Detector):
                     )
                 yt = y[sl]
                 noise.noise_on = False
-                logits_quiet = split.head((1 - m) * split.features(x[sl].to(dev)))
+                logits_quiet = split.head((1 - m) * split.features(xb))
                 noise.noise_on = True
                 neg_quiet += torch.bincount(yt * k + logits_quiet.argmax(1).cpu(), minlength=k * k).view(k, k)
                 neg += torch.bincount(yt * k + logits_neg.argmax(1).cpu(), minlength=k * k).view(k, k)
@@ -341,7 +342,7 @@ class BAN(Detector):
         scores = self._scores(confusion)
         target = int(scores.argmax())
         score = float(scores[target])
-        flagged = flag_and_target(scores, self.threshold)[0]
+        flagged, _ = flag_and_target(scores, self.threshold)
         self.mask = m.cpu()
         details = {
             "histogram": [int(c) for c in counts],
@@ -389,8 +390,13 @@ def flag_and_target(scores: Tensor, threshold: float) -> tuple[bool, int | None]
 
 def _flip_rates(confusion: Tensor, target: int) -> Tensor:
     """Share of each true class's images predicted as `target` (the target's own row included)."""
-    rows = confusion.sum(1).clamp_min(1)
-    return confusion[:, target].double() / rows
+    return class_rates(confusion)[:, target]
+
+
+def class_rates(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
+    """rates[c, t] = (images of class c predicted t) / (images of c); `totals` replaces the row sums."""
+    rows = confusion.sum(1) if totals is None else totals
+    return confusion.double() / rows.clamp_min(1).double()[:, None]
 
 
 def per_class_scores(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
@@ -399,8 +405,7 @@ def per_class_scores(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
     `totals` (images per class in the whole held-out set) replaces the row sums, which gives
     the lower bound of the score while only part of the set has been predicted."""
     k = confusion.shape[0]
-    rows = (confusion.sum(1) if totals is None else totals).clamp_min(1).double()
-    rates = confusion.double() / rows[:, None]  # rates[c, t]
+    rates = class_rates(confusion, totals)
     present = (confusion.sum(1) if totals is None else totals) > 0
     out = torch.zeros(k, dtype=torch.float64)
     for t in range(k):
