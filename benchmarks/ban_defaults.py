@@ -4,6 +4,8 @@ For every model (tests/zoo.py recipes plus the extra seeds/targets in benchmarks
 every setting, print one row: the share of held-out clean images in the argmax class of the
 no-mask and the (1-m) histograms under noise, that class, and the clean-loss rise.
 Usage: python benchmarks/ban_defaults.py [--budget 0.25] [--eps 0.1,0.2,0.3] [--models a,b] [--faithful-eps 0.3]
+       [--recalibrate-bn on,off]
+Each row also gives the verdict and score of the detector's rule (default: the per-class rule).
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ def main() -> None:
     p.add_argument("--dir", default=None, help="also every checkpoint in this folder (e.g. runs/attack-zoo)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-samples", type=int, default=1000)
+    p.add_argument("--recalibrate-bn", default="on", help="on, off or on,off: BatchNorm statistics under the noise")
     p.add_argument("--out", default="runs/ban-defaults/rows.jsonl")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    print("model | target | preset | eps | no-mask share (class) | (1-m) share (class) | loss rise | s", flush=True)
+    print(
+        "model | target | preset | eps | recal. BN | verdict (target) | score | no-mask share (class) | "
+        "(1-m) share (class) | loss rise | s",
+        flush=True,
+    )
     jobs: list[tuple[str, Any]] = [(n, None) for n in a.models.split(",") if n]
     if a.dir:
         jobs += [(f.stem, f) for f in sorted(Path(a.dir).glob("*.safetensors"))]
@@ -55,12 +62,19 @@ def main() -> None:
         if z is None:
             z, _ = models([])
         clean = CleanData.from_images(z.defender)
-        grid = [("paper", float(e)) for e in a.eps.split(",") if e] + [
+        presets = [("paper", float(e)) for e in a.eps.split(",") if e] + [
             ("faithful", float(e)) for e in a.faithful_eps.split(",") if e
         ]
-        for preset, eps in grid:
+        grid = [(p, e, r == "on") for p, e in presets for r in a.recalibrate_bn.split(",")]
+        for preset, eps, recal in grid:
             det = create_detector(
-                "ban", preset=preset, eps=eps, budget=a.budget, eval_samples=a.eval_samples, early_stop=False
+                "ban",
+                preset=preset,
+                eps=eps,
+                budget=a.budget,
+                eval_samples=a.eval_samples,
+                early_stop=False,
+                recalibrate_bn=recal,
             )
             v = det.detect(ckpt.model, clean)
             d = v.details
@@ -72,6 +86,11 @@ def main() -> None:
                 "ba": ckpt.meta.get("ba"),
                 "preset": preset,
                 "eps": eps,
+                "recalibrate_bn": recal,
+                "budget": a.budget,
+                "backdoored": v.backdoored,
+                "flagged_target": v.target,
+                "score": v.score,
                 "no_mask": nm,
                 "negative_mask": ng,
                 "loss_rise": d["loss_rise"],
@@ -83,7 +102,8 @@ def main() -> None:
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
-                f"{name} | {ckpt.meta.get('target')} | {preset} | {eps} | "
+                f"{name} | {ckpt.meta.get('target')} | {preset} | {eps} | {'on' if recal else 'off'} | "
+                f"{'flagged' if v.backdoored else 'clean'} ({v.target}) | {v.score:.3f} | "
                 f"{max(nm) / sum(nm):.3f} ({nm.index(max(nm))}) | "
                 f"{max(ng) / sum(ng):.3f} ({ng.index(max(ng))}) | {d['loss_rise']:.2f} | {v.seconds:.0f}",
                 flush=True,

@@ -25,6 +25,18 @@ def clean(zoo) -> CleanData:  # type: ignore[no-untyped-def]
     return CleanData.from_images(zoo.defender)
 
 
+_VERDICTS: dict[tuple[str, str, bool], Verdict] = {}
+
+
+def fast_verdict(zoo, clean: CleanData, name: str, preset: str, recalibrate_bn: bool = True) -> Verdict:  # type: ignore[no-untyped-def]
+    """BAN at the CI budget on a zoo model; each (model, preset, recalibration) is detected once per session."""
+    key = (name, preset, recalibrate_bn)
+    if key not in _VERDICTS:
+        det = create_detector("ban", preset=preset, recalibrate_bn=recalibrate_bn, **FAST)
+        _VERDICTS[key] = det.detect(zoo.get(name).model, clean)
+    return _VERDICTS[key]
+
+
 @pytest.mark.parametrize("preset", ["paper", "faithful"])
 def test_flags_badnets_with_its_target(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("badnets")
@@ -37,33 +49,45 @@ def test_flags_badnets_with_its_target(zoo, clean, preset: str) -> None:  # type
 FAITHFUL_FALSE_POSITIVE = pytest.mark.xfail(
     strict=True,
     reason="the faithful preset reproduces the official code's unprojected noise (up to 2·eps after the per-batch "
-    "restart), which collapses clean small Fashion-MNIST CNNs into one class: measured per-class scores 0.597 "
-    "(clean) and 0.984 (clean-seed1) at this budget (docs/ban-defaults.md), as method.md measured on the official code",
+    "restart): with BatchNorm recalibrated under the noise it passes `clean` (0.091) but still sends most classes "
+    "of `clean-seed1` to class 4 (per-class score 0.527 at this budget; 0.984 without recalibration; "
+    "docs/ban-defaults.md), the official code's own false positive that method.md measured",
 )
 
 
-@pytest.mark.parametrize("name", ["clean", "clean-seed1"])
-@pytest.mark.parametrize("preset", ["paper", pytest.param("faithful", marks=FAITHFUL_FALSE_POSITIVE)])
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [
+        ("clean", "paper"),
+        ("clean-seed1", "paper"),
+        ("clean", "faithful"),
+        pytest.param("clean-seed1", "faithful", marks=FAITHFUL_FALSE_POSITIVE),
+    ],
+)
 def test_passes_clean_models(zoo, clean, name: str, preset: str) -> None:  # type: ignore[no-untyped-def]
-    v = create_detector("ban", preset=preset, **FAST).detect(zoo.get(name).model, clean)
+    v = fast_verdict(zoo, clean, name, preset)
     assert not v.backdoored and v.target is None
     assert v.score <= v.threshold
 
 
-FAITHFUL_MISSES_WANET = pytest.mark.xfail(
-    strict=True,
-    reason="faithful preset: the WaNet model's histogram under the official code's noise goes to class 9, "
-    "not its target 0 (docs/ban-defaults.md)",
-)
-
-
-@pytest.mark.parametrize("preset", ["paper", pytest.param("faithful", marks=FAITHFUL_MISSES_WANET)])
+@pytest.mark.parametrize("preset", ["paper", "faithful"])
 def test_flags_a_per_batch_attack(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("wanet")
     v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
     assert v.backdoored and v.target == ckpt.meta["target"], v.details["histogram"]
     rates = v.details["flip_rates"]
     assert sum(r > 0.5 for i, r in enumerate(rates) if i != v.target) >= 5  # most other classes go to the target
+
+
+def test_recalibrated_statistics_decide_a_clean_model_that_mixed_statistics_flag(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    """Without recalibration the eval-mode network under noise mixes clean and noisy BatchNorm statistics in a
+    proportion set by the number of noise steps; at this budget that collapses the clean model `clean` under the
+    faithful preset (measured 0.597 -> class 4); with the noisy network's own statistics it passes (0.091)."""
+    mixed = fast_verdict(zoo, clean, "clean", "faithful", recalibrate_bn=False)
+    own = fast_verdict(zoo, clean, "clean", "faithful")
+    assert own.settings["recalibrate_bn"] and not mixed.settings["recalibrate_bn"]
+    assert mixed.backdoored and not own.backdoored
+    assert own.score < mixed.score
 
 
 def test_per_class_rule_tells_a_sink_from_a_backdoor() -> None:
@@ -132,18 +156,18 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
 
 def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("badnets")
-    # CI budget: 8 of the paper's 24 epochs, lr 0.01, rob_lambda 1.0, no augmentation (the zoo models were
-    # trained without it). Measured: ASR 0.999 -> 0.064, BA 0.817 -> 0.791 with 1 thread and 0.7805 with 2
-    # threads (the tests' setting): float reduction order alone moves BA by a point. The issue's goal (BA
-    # within 3 points) is therefore not met reliably at this budget; the bound asserted is the measured one
-    # plus a point, so a regression still fails. The paper's settings leave ASR at 0.158-0.174 here.
-    settings = {"budget": 1 / 3, "lr": 0.01, "rob_lambda": 1.0, "augment": False, "seed": 0}
+    # CI budget: 8 of the paper's 24 epochs, lr 0.02 annealed to 0 (cosine), rob_lambda 1.0, no augmentation (the
+    # zoo models were trained without it). Measured with one thread: ASR 0.999 -> 0.063, BA 0.817 -> 0.792. With the
+    # paper's constant lr (0.01 here) BA fell to 0.7805-0.791 (thread count alone moves it a point), with
+    # cosine lr 0.01 ASR stayed at 0.107 (docs/mitigations.md).
+    settings = {"budget": 1 / 3, "lr": 0.02, "schedule": "cosine", "rob_lambda": 1.0, "augment": False, "seed": 0}
     repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, **settings)
     assert report.asr_known and report.before is not None and report.after is not None
     assert report.before.asr is not None and report.before.asr > 0.9
     assert report.after.asr is not None and report.after.asr < 0.10
-    assert report.after.ba > report.before.ba - 0.05
+    assert report.after.ba >= report.before.ba - 0.03
     assert report.settings["budget"] == 1 / 3 and report.settings["epochs"] == 8
+    assert report.settings["schedule"] == "cosine"
     assert evaluate(ckpt.model, zoo.test, ckpt.attack, device="cpu").asr > 0.9  # the original is untouched
 
 

@@ -113,3 +113,31 @@ def test_pgd_raises_the_loss_and_respects_the_ball(project: bool) -> None:
     if not project:
         assert noise.magnitude() > 0.3  # 10 unprojected steps of 0.03 leave the ball somewhere
     assert all(p.grad is None for p in net.parameters())  # no gradient reaches the weights
+
+
+def test_recalibrated_statistics_are_the_noisy_networks_own() -> None:
+    """After recalibration the eval-mode BatchNorm statistics are the exact average of the batch statistics
+    of the network as it is (noise on), the mode and momentum are restored, and a clean network's
+    statistics differ from the noisy one's."""
+    from ban.noise import recalibrate_running_stats
+
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+    ).eval()
+    x = torch.randn(48, 1, 8, 8)
+    noise = NeuronNoise(net, eps=0.3)
+    noise.reset(random=True, generator=torch.Generator().manual_seed(0))
+    seen: list[torch.Tensor] = []
+    handle = net[4].register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    with noise.applied():
+        assert recalibrate_running_stats(net, x, batch_size=16) == 2
+    handle.remove()
+    assert not net.training and net[1].momentum == 0.1 and net[4].momentum == 0.1
+    assert len(seen) == 3  # three batches of 16
+    batch_means = torch.stack([s.mean(dim=(0, 2, 3)) for s in seen])
+    assert torch.allclose(net[4].running_mean, batch_means.mean(0), atol=1e-6)
+    noisy_mean = net[4].running_mean.clone()
+    recalibrate_running_stats(net, x, batch_size=16)  # the same images without noise
+    assert not torch.allclose(net[4].running_mean, noisy_mean, atol=1e-3)
+    assert recalibrate_running_stats(nn.Sequential(nn.Linear(3, 2)), torch.randn(4, 3)) == 0

@@ -32,6 +32,8 @@ API
     (computed with the hooks on); no gradient reaches the model's weights.
 ``noise.noise_tensors()`` / ``noise.mask_tensors()``  the leaf tensors, e.g. for an optimiser (ANP).
 ``noise.state()`` / ``noise.load_state(s)``  copy out / restore δ, ξ (and m).
+``recalibrate_running_stats(model, x)``  BatchNorm running statistics re-estimated on `x` as the
+    model is now (with the noise applied: the noisy network's own statistics).
 ``adversarial_neuron_noise(model, noise, x, y, PGDConfig(...), generator=g)``
     PGD on clean images: random start U(−ε, ε) (or zero), ``steps`` sign steps of size
     ``step_size`` (default ε/steps) maximising CE(model_noisy(x), y), each followed by a
@@ -263,6 +265,39 @@ def frozen_running_stats(model: nn.Module, enabled: bool = True) -> Iterator[Non
             m.momentum = momentum
             if tracked is not None and m.num_batches_tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
+
+
+@torch.no_grad()
+def recalibrate_running_stats(model: nn.Module, x: Tensor, batch_size: int = 128) -> int:
+    """Re-estimate every BatchNorm layer's running statistics on images `x` with the model as it is now.
+
+    Called with neuron noise applied, this gives the noisy network its own statistics: the exact
+    average of its batch statistics over `x` (momentum None), which is what the official BAN code's
+    train-mode noise search approaches after its hundreds of noisy forward passes. Without it the
+    eval-mode network mixes clean and noisy statistics in a proportion set by the number of noise
+    steps (docs/ban-defaults.md). The caller restores the buffers afterwards; the train/eval mode is
+    restored here. Returns the number of BatchNorm layers recalibrated (0: nothing to do).
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not layers or len(x) < 2:
+        return 0
+    dev = next(iter(model.parameters())).device
+    saved = [m.momentum for m in layers]
+    was_training = model.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    try:
+        model.train()
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size]
+            if len(xb) > 1:  # train-mode BatchNorm needs two images per batch
+                model(xb.to(dev))
+    finally:
+        for m, momentum in zip(layers, saved, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(layers)
 
 
 def adversarial_neuron_noise(
