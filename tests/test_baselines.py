@@ -28,13 +28,14 @@ TINY = {
     "tabor": {"n_samples": 20, "batch_size": 20, "epochs": 4},
     "featurere": {"n_samples": 20, "warmup_epochs": 2, "epochs": 3, "filters": 4, "blocks": 2},
     "unicorn": {"n_samples": 20, "pretrain_epochs": 2, "epochs": 2, "inner_steps": 2, "filters": 4, "blocks": 2},
+    # measured (docs/detectors.md): at these settings seed 0 flags BadNets (target 3) and passes the clean model
     "btidbf": {
         "n_samples": 300,
         "batch_size": 32,
         "mask_epochs": 5,
         "mask_lr": 0.1,
-        "pretrain_epochs": 3,
-        "epochs": 3,
+        "pretrain_epochs": 8,
+        "epochs": 10,
         "filters": 8,
         "blocks": 2,
     },
@@ -153,10 +154,12 @@ def test_nc_flags_badnets_with_its_target(zoo, clean, tmp_path) -> None:
     assert all(p.stat().st_size > 0 for p in paths)
 
 
-def test_btidbf_histogram_verdict(zoo, clean, tmp_path) -> None:
-    """BTI-DBF end to end: the verdict is the > 50% rule applied to the histogram on G(x).
+def test_btidbf_flags_badnets_with_its_target_and_passes_the_clean_model(zoo, clean, tmp_path) -> None:
+    """BTI-DBF (> 50% rule on the predictions on G(x + noise)) flags BadNets as class 3 and passes the clean model.
 
-    (At this tiny budget its generator sends G(x) to class 0, not to the BadNets target 3 — measured.)
+    Measured at these settings, seed 0 (≈ 25 s per model on one thread): BadNets [1, 0, 10, 187, 2, 86, 3, 0, 8, 3]
+    (0.62 → class 3), clean [18, 15, 26, 2, 6, 110, 19, 0, 101, 3] (0.37, not flagged). The margin is thin: seed 1
+    gives BadNets 0.42 (argmax 3, not flagged) and flags the clean model (0.53, class 8) — docs/detectors.md.
     """
     det = tiny("btidbf")
     v = det.detect(zoo.get("badnets").model, clean)
@@ -164,8 +167,14 @@ def test_btidbf_histogram_verdict(zoo, clean, tmp_path) -> None:
     hist = v.details["histogram"]
     assert sum(hist) == 300 and v.details["argmax_class"] == hist.index(max(hist))
     assert v.score == pytest.approx(max(hist) / 300)
-    assert v.backdoored == (v.score > 0.5)
+    assert v.details["argmax_class"] == 3, hist
+    assert v.backdoored and v.target == 3 and v.score > 0.5, hist
     assert len(det.save_figures(tmp_path)) == 3
+
+    vc = tiny("btidbf").detect(zoo.get("clean").model, clean)
+    assert_valid(vc, "btidbf")
+    assert not vc.backdoored and vc.target is None and vc.score <= 0.5, vc.details["histogram"]
+    assert v.score > vc.score
 
 
 @pytest.mark.parametrize("name", ["tabor", "featurere", "unicorn", "btidbf-star"])

@@ -2,13 +2,16 @@
 
 1. A feature mask m splits g(x) into benign (m⊙g) and backdoor-relevant ((1−m)⊙g) features
    (`ban.mask`; BTI-DBF: tanh mask, no sparsity term, BatchNorm in train mode, 20 epochs).
-2. A UNet generator G, first trained to be an identity that keeps predictions (50 epochs), is
-   trained for 30 epochs to keep the benign features and push the backdoor features away under
-   an input budget: loss = MSE(x, G(x)) while MSE(x, G(x)) > 0.3 or the benign-feature MSE > 3,
-   else −MSE_backdoor + 0.01·MSE_benign (input MSE in the model's normalised space).
-3. The model's predictions on G(x + 0.03·N(0, 1)) over the clean images form a histogram;
-   target = argmax. The released code has no flag rule: ban applies BAN's > 50% rule
-   (`ban.detectors.histogram.majority_rule`; `threshold` 0.5); score = the argmax class's share.
+2. A UNet generator G — as in the code, a UNet with a linear output from normalised image to
+   normalised image (`NormalisedGenerator`; no sigmoid, no clamp) — first trained to be an identity
+   that keeps predictions (50 epochs), is trained for 30 epochs to keep the benign features and
+   push the backdoor features away under an input budget: loss = MSE(x, G(x)) while
+   MSE(x, G(x)) > 0.3 or the benign-feature MSE > 3, else −MSE_backdoor + 0.01·MSE_benign (MSEs
+   are means over all elements; input MSE in the model's normalised space).
+3. The model's predictions on G(x + 0.03·N(0, 1)) (noise in normalised units) over the augmented
+   clean images (the code's clean train loader) form a histogram; target = argmax. The released
+   code has no flag rule: ban applies BAN's > 50% rule (`ban.detectors.histogram.majority_rule`;
+   `threshold` 0.5); score = the argmax class's share.
 
 BTI-DBF*: the BAN paper's improved BTI-DBF (its Section 3.4), whose exact definition we could not
 read. Our reading (method.md): BTI-DBF whose mask is learned with BAN's objective (clamped mask,
@@ -39,6 +42,53 @@ from ban.progress import Bar
 from ban.utils import batches, make_generator
 
 MASK_OBJECTIVES = ("btidbf", "ban")
+GENERATOR_OUTPUTS = ("normalised", "sigmoid", "residual")
+
+
+class NormalisedGenerator(nn.Module):
+    """BTI-DBF's generator: a UNet with a linear output that maps normalised images to normalised images.
+
+    The official code feeds the UNet the normalised image and hands its raw output to the classifier
+    (no sigmoid, no clamp). ban's models normalise internally, so this wrapper takes and returns pixel
+    images: G(x) = std·U((x − mean)/std) + mean, unbounded like the original.
+    """
+
+    def __init__(self, unet: UNet, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        if unet.residual or not unet.linear:
+            raise BanError("NormalisedGenerator needs a UNet built with linear=True")
+        self.unet = unet
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.unet((x - self.mean) / self.std) * self.std + self.mean
+
+
+def input_mean(model: nn.Module, channels: int, device: torch.device) -> Tensor:
+    """The model's per-channel input mean (1×C×1×1) when it declares its normalisation, else zeros."""
+    mean = getattr(getattr(model, "normalize", None), "mean", None)
+    if isinstance(mean, Tensor) and mean.numel() == channels:
+        return mean.detach().view(1, channels, 1, 1).to(device)
+    return torch.zeros(1, channels, 1, 1, device=device)
+
+
+def build_generator(
+    model: nn.Module, channels: int, filters: int, blocks: int, output: str, device: torch.device
+) -> nn.Module:
+    """BTI-DBF's UNet generator in train mode. `output`: "normalised" (the official code: linear UNet in the
+    model's normalised input space), "sigmoid" (UNet with a sigmoid, pixels in [0, 1]) or "residual"
+    (clamp(x + UNet(x)), the identity at the start). The UNet initialisation reads the global RNG."""
+    if output not in GENERATOR_OUTPUTS:
+        raise BanError(f"unknown generator output '{output}'; choose one of {', '.join(GENERATOR_OUTPUTS)}")
+    if output == "normalised":
+        unet = UNet(channels, channels, filters, blocks, linear=True)
+        gen: nn.Module = NormalisedGenerator(
+            unet, input_mean(model, channels, device), input_std(model, channels, device)
+        )
+    else:
+        gen = UNet(channels, channels, filters, blocks, residual=output == "residual")
+    return gen.to(device).train()
 
 
 def _mse(a: Tensor, b: Tensor) -> Tensor:
@@ -46,12 +96,14 @@ def _mse(a: Tensor, b: Tensor) -> Tensor:
 
 
 def pretrain_generator(
-    model: nn.Module, gen: UNet, x: Tensor, epochs: int, cfg: dict[str, Any], g: torch.Generator, quiet: bool
+    model: nn.Module, gen: nn.Module, x: Tensor, epochs: int, cfg: dict[str, Any], g: torch.Generator, quiet: bool
 ) -> None:
     """Make G an identity that keeps the model's predictions and features (BTI-DBF's pretrain.py).
 
-    loss = soft-label CE(f(G(x)), softmax f(x)) + MSE(g(x), g(G(x))) + w·MSE(x, G(x)), w = 100 while the
-    input MSE exceeds 0.1, else 0.01 (input MSE in normalised space).
+    loss = CE(softmax f(x), softmax f(G(x))) + MSE(g(x), g(G(x))) + w·MSE(x, G(x)), w = 100 while the input
+    MSE exceeds 0.1, else 0.01 (input MSE in normalised space). The CE term is the code's literal
+    `CrossEntropyLoss()(softmax(clean_out), softmax(gen_out))`: the clean softmax is read as logits and
+    G's softmax is the soft target (the gradient reaches G through the target).
     """
     split, std, augment = get_split(model), cfg["std"], cfg["augment"]
     opt = torch.optim.Adam(gen.parameters(), lr=cfg["lr"])
@@ -67,7 +119,7 @@ def pretrain_generator(
                 f_g = split.features(xg)
                 near = _mse(xb / std, xg / std)
                 weight = 100.0 if float(near.detach()) > 0.1 else 0.01
-                loss = F.cross_entropy(split.head(f_g), p_x) + _mse(f_x, f_g) + weight * near
+                loss = F.cross_entropy(p_x, F.softmax(split.head(f_g), 1)) + _mse(f_x, f_g) + weight * near
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -76,7 +128,7 @@ def pretrain_generator(
 
 def train_generator(
     model: nn.Module,
-    gen: UNet,
+    gen: nn.Module,
     mask: Tensor,
     x: Tensor,
     epochs: int,
@@ -121,8 +173,12 @@ class BTIDBF(BaselineDetector):
     batch 128; mask Adam 0.01, 20 epochs; UNet (32 filters, 4 blocks) Adam 1e-3, 50 pre-train and
     30 training epochs; norm bound 0.3, feature bound 3; inversion noise 0.03. Decision: > `threshold`
     (0.5) of the predictions on G(x + noise) in one class (our rule; the code has none).
+    `generator`: "normalised" (the code's linear UNet in normalised space, default), "sigmoid" (ban's
+    earlier UNet with a sigmoid output in pixel space: it starts as a grey image and, at small budgets,
+    never becomes an identity — docs/detectors.md) or "residual" (clamp(x + UNet(x))).
 
-    Figures: `inputs` (10 clean images), `generated` (G of them), `residuals` (|G(x) − x|, scaled to [0, 1]).
+    Figures: `inputs` (10 augmented clean images), `generated` (G(x + noise) of them, clipped to [0, 1]),
+    `residuals` (|G(x + noise) − x|, scaled to [0, 1]).
     """
 
     name: ClassVar[str] = "btidbf"
@@ -150,7 +206,7 @@ class BTIDBF(BaselineDetector):
         filters: int = 32,
         blocks: int = 4,
         augment: bool = True,
-        residual: bool = False,
+        generator: str = "normalised",
         threshold: float = 0.5,
     ) -> None:
         super().__init__(seed=seed, device=device, quiet=quiet, budget=budget)
@@ -162,7 +218,9 @@ class BTIDBF(BaselineDetector):
         self.mask_lambda, self.mask_train_mode = float(mask_lambda), bool(mask_train_mode)
         self.pretrain_epochs, self.epochs, self.lr = int(pretrain_epochs), int(epochs), float(lr)
         self.norm_bound, self.feat_bound, self.noise_std = float(norm_bound), float(feat_bound), float(noise_std)
-        self.residual = bool(residual)
+        if generator not in GENERATOR_OUTPUTS:
+            raise BanError(f"unknown generator output '{generator}'; choose one of {', '.join(GENERATOR_OUTPUTS)}")
+        self.generator = generator
         self.filters, self.blocks, self.augment, self.threshold = (
             int(filters),
             int(blocks),
@@ -198,7 +256,7 @@ class BTIDBF(BaselineDetector):
             "filters",
             "blocks",
             "augment",
-            "residual",
+            "generator",
             "threshold",
         )
         return {
@@ -219,7 +277,7 @@ class BTIDBF(BaselineDetector):
         work.eval()
         m = mask.value()
         torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
-        gen = UNet(x.shape[1], x.shape[1], self.filters, self.blocks, residual=self.residual).to(dev).train()
+        gen = build_generator(work, x.shape[1], self.filters, self.blocks, self.generator, dev)
         cfg = {
             "std": input_std(work, x.shape[1], dev),
             "augment": Augment(4, data.flip) if self.augment else (lambda v, _g=None: v),
@@ -232,14 +290,16 @@ class BTIDBF(BaselineDetector):
         losses = train_generator(work, gen, m, x, self.scaled(self.epochs), cfg, g, self.quiet)
         gen.eval()
         with torch.no_grad():
+            # evaluate.get_target_label: G(x + 0.03·N(0, 1)) over the (augmented) clean loader, normalised units
+            xa = cfg["augment"](x, g)
             noise = torch.randn(x.shape, generator=g).to(dev) * self.noise_std * cfg["std"]
-            inverted = torch.cat([gen(x[sl] + noise[sl]) for sl in batches(len(x), 256)])
+            inverted = torch.cat([gen(xa[sl] + noise[sl]) for sl in batches(len(x), 256)])
         preds = predict(work, inverted, device=dev)
         decision = majority_rule(preds, clean.num_classes, self.threshold)
-        shown = inverted[:10].cpu()
-        residual = (shown - data.x[:10]).abs()
+        shown = inverted[:10].cpu().clamp(0, 1)  # the normalised-space generator is unbounded
+        residual = (shown - xa[:10].cpu()).abs()
         self.figures = {
-            "inputs": data.x[:10],
+            "inputs": xa[:10].cpu(),
             "generated": shown,
             "residuals": residual / residual.amax().clamp_min(1e-8),
         }

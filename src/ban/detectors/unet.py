@@ -4,7 +4,9 @@ With `groups=G`, every convolution is a grouped convolution and every BatchNorm 
 so the module is exactly G independent UNets: input (B, G·C_in, H, W) → output (B, G·C_out, H, W),
 group g reading channels [g·C_in, (g+1)·C_in). This is how per-class detectors train all K
 classes' networks in one pass. Outputs are images in [0, 1]: sigmoid(out), or with
-`residual=True` clamp(x + out) with `out` zero-initialised (the exact identity at the start).
+`residual=True` clamp(x + out) with `out` zero-initialised (the exact identity at the start);
+`linear=True` returns `out` itself, unbounded (BTI-DBF's UNet, which maps normalised images to
+normalised images).
 """
 
 from __future__ import annotations
@@ -47,13 +49,16 @@ class UNet(nn.Module):
         num_blocks: int = 4,
         groups: int = 1,
         residual: bool = False,
+        linear: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base_filters, self.num_blocks, self.groups = base_filters, num_blocks, groups
         if residual and in_channels != out_channels:
             raise ValueError("a residual UNet needs as many output channels as input channels")
-        self.residual = residual
+        if residual and linear:
+            raise ValueError("a UNet is either residual or linear, not both")
+        self.residual, self.linear = residual, linear
         widths = [base_filters * 2**i for i in range(num_blocks)]
         self.down = nn.ModuleList()
         c = in_channels
@@ -82,13 +87,17 @@ class UNet(nn.Module):
             x = self.up[i](group_cat(x, skip, self.groups))
         if self.residual:
             return (inputs + self.out(x)).clamp(0, 1)
+        if self.linear:
+            return self.out(x)
         return torch.sigmoid(self.out(x))
 
     def replicate(self, groups: int) -> UNet:
         """G copies of this (single) UNet as one grouped module, each starting from these weights."""
         if self.groups != 1:
             raise ValueError("only a single UNet (groups=1) can be replicated")
-        net = UNet(self.in_channels, self.out_channels, self.base_filters, self.num_blocks, groups, self.residual)
+        net = UNet(
+            self.in_channels, self.out_channels, self.base_filters, self.num_blocks, groups, self.residual, self.linear
+        )
         net.to(next(self.parameters()).device)
         src = dict(self.state_dict())
         dst = net.state_dict()

@@ -29,9 +29,8 @@ from torch import Tensor, nn
 
 from ban.clean_data import CleanData
 from ban.data.augment import Augment
-from ban.detectors.btidbf import BTIDBF, pretrain_generator, train_generator
+from ban.detectors.btidbf import BTIDBF, build_generator, pretrain_generator, train_generator
 from ban.detectors.feature_inversion import input_std
-from ban.detectors.unet import UNet
 from ban.evaluate import predict
 from ban.mask import learn_feature_mask
 from ban.mitigations.base import Mitigation
@@ -144,7 +143,7 @@ class BTIDBFUnlearn(Mitigation):
         g = make_generator(self.seed)
         inv = self.inverter
         torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
-        gen = UNet(x.shape[1], x.shape[1], inv.filters, inv.blocks).to(dev).train()
+        gen = build_generator(model, x.shape[1], inv.filters, inv.blocks, inv.generator, dev)
         cfg = {
             "std": input_std(model, x.shape[1], dev),
             "augment": Augment(4, data.flip) if inv.augment else (lambda v, _g=None: v),
