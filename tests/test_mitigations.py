@@ -29,7 +29,9 @@ FAST: dict[str, dict[str, Any]] = {
     "nad": {"budget": 0.05},
     "ibau": {"budget": 0.2},
     "ftsam": {"budget": 0.1, "crop_pad": 2},
-    "anp": {"budget": 0.05, "eps": 0.2},
+    # ANP: no crop+flip here — the official pad 4 on 28-px images costs the clean zoo model 7 BA points
+    # (0.831 -> 0.760, measured; docs/mitigations.md)
+    "anp": {"budget": 0.05, "eps": 0.2, "augment": False},
 }
 
 
@@ -86,8 +88,14 @@ def test_fine_pruning_prunes_dormant_channels_as_zero_columns(badnets: Any, clea
 
 
 ANP_FAILS = (
-    "measured on this small CNN: at eps 0.2 the masks barely move in 200 iterations (2 of 192 neurons "
-    "pruned, ASR 0.956); at the paper's eps 0.4 ASR falls to 0.104 but BA drops 12 points (0.817 -> 0.696)"
+    "measured (docs/mitigations.md, ANP): at the CI setting (eps 0.2, 100 iterations, no augmentation) 2 of "
+    "192 neurons are pruned, ASR 0.956; with crop+flip threshold 0.2 prunes 11, BA 0.817 -> 0.729, ASR 0.228. "
+    "The backdoor of this 192-neuron CNN is spread over several BN neurons that ANP's masks do not rank "
+    "low (the 3 whose single pruning cuts ASR most sit at mask ranks "
+    "34-119), and pruning neurons costs BA fast. Without augmentation, "
+    "the paper's eps 0.4, threshold 0.2: 100 it. BA 0.705 / ASR 0.985, 200 it. 0.696 / 0.104, "
+    "300 it. 0.741 / 0.314, 500 it. 0.603 / 0.124 (BA before 0.817); no threshold or neuron count in the "
+    "sweep meets both. Even an oracle choosing neurons with the poisoned test set gets BA 0.756 / ASR 0.041"
 )
 
 

@@ -5,8 +5,9 @@ coefficient m ∈ [0, 1] (init 1) and adversarial noise δ, ξ: the layer comput
 γ·(m + δ)·x̂ + β·(1 + ξ). The noise, masks and hooks all come from ``ban.noise.NeuronNoise``
 (``use_mask=True``); no model copy is made per architecture.
 
-Per iteration, on a batch drawn with replacement from the clean images, BatchNorm in train mode
-(as the official code):
+Per iteration, on a batch drawn with replacement from the clean images and augmented as the
+official loader does (random crop with padding 4, horizontal flip where the data allows it;
+``augment=False`` switches this off), BatchNorm in train mode (as the official code):
 
 1. δ, ξ ~ U(−ε, ε), then ``noise_steps`` sign-ascent steps of size ε/steps on CE of the noisy
    model (no projection, as the official code);
@@ -20,7 +21,7 @@ state dict keeps its shapes; β stays, as in the official ``prune_neuron_cifar.p
 
 Defaults (github csdongxian/ANP_backdoor; BackdoorBench ``config/defense/anp``): ε 0.4, one noise
 step, α 0.2, mask lr 0.2, 2000 iterations of batch 128, 1% of the training set (500 images),
-pruning threshold 0.2 (the paper's fixed threshold).
+crop (padding 4) + flip augmentation, pruning threshold 0.2 (the paper's fixed threshold).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
+from ban.data.augment import Augment
 from ban.errors import BanError
 from ban.mitigations.base import Mitigation
 from ban.mitigations.finetune_loop import check_budget, check_model_fits, clean_subset, scale_epochs
@@ -53,8 +55,12 @@ def learn_neuron_masks(
     noise_steps: int,
     generator: torch.Generator,
     quiet: bool = True,
+    augment: Augment | None = None,
 ) -> list[dict[str, float]]:
-    """ANP's mask optimisation on clean images `x` (N×C×H×W, on the model's device); returns a loss log."""
+    """ANP's mask optimisation on clean images `x` (N×C×H×W, on the model's device); returns a loss log.
+
+    `augment`, when given, transforms every drawn batch (the official loader's crop + flip).
+    """
     masks = noise.mask_tensors()
     opt = torch.optim.SGD(masks, lr=lr, momentum=0.9)
     step = noise.eps / max(1, noise_steps)
@@ -66,6 +72,8 @@ def learn_neuron_masks(
             for it in range(iterations):
                 idx = torch.randint(len(x), (batch_size,), generator=generator).to(x.device)
                 xb, yb = x[idx], y[idx]
+                if augment is not None:
+                    xb = augment(xb, generator)
                 if noise.eps > 0:
                     noise.noise_on = True
                     noise.reset(random=True, generator=generator)
@@ -113,6 +121,8 @@ class ANP(Mitigation):
         batch_size: int = 128,
         threshold: float = 0.2,
         prune_ratio: float | None = None,
+        augment: bool = True,
+        crop_pad: int = 4,
     ) -> None:
         super().__init__(seed, device, quiet)
         if not 0.0 <= threshold < 1.0:
@@ -134,6 +144,10 @@ class ANP(Mitigation):
         self.batch_size = int(batch_size)
         self.threshold = float(threshold)
         self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
+        if crop_pad < 0:
+            raise BanError(f"crop padding must be >= 0, got {crop_pad}")
+        self.augment = bool(augment)
+        self.crop_pad = int(crop_pad)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -148,6 +162,8 @@ class ANP(Mitigation):
             "batch_size": self.batch_size,
             "threshold": self.threshold,
             "prune_ratio": self.prune_ratio,
+            "augment": self.augment,
+            "crop_pad": self.crop_pad,
         }
 
     def learn_masks(self, model: nn.Module, clean: CleanData) -> tuple[NeuronNoise, list[dict[str, float]], int]:
@@ -179,6 +195,7 @@ class ANP(Mitigation):
                 self.noise_steps,
                 make_generator(self.seed),
                 self.quiet,
+                Augment(self.crop_pad, data.flip) if self.augment else None,
             )
         finally:
             model.load_state_dict(saved)  # BatchNorm running statistics moved in train mode
