@@ -36,7 +36,9 @@ def main() -> None:
     p.add_argument("--dir", default=None, help="also every checkpoint in this folder (e.g. runs/attack-zoo)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-samples", type=int, default=1000)
-    p.add_argument("--recalibrate-bn", default="on", help="on, off or on,off: BatchNorm statistics under the noise")
+    p.add_argument(
+        "--recalibrate-bn", default="preset", help="preset, on, off or on,off: BatchNorm statistics under the noise"
+    )
     p.add_argument("--out", default="runs/ban-defaults/rows.jsonl")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -65,7 +67,8 @@ def main() -> None:
         presets = [("paper", float(e)) for e in a.eps.split(",") if e] + [
             ("faithful", float(e)) for e in a.faithful_eps.split(",") if e
         ]
-        grid = [(p, e, r == "on") for p, e in presets for r in a.recalibrate_bn.split(",")]
+        choice = {"on": True, "off": False, "preset": None}
+        grid = [(p, e, choice[r]) for p, e in presets for r in a.recalibrate_bn.split(",")]
         for preset, eps, recal in grid:
             det = create_detector(
                 "ban",
@@ -86,7 +89,7 @@ def main() -> None:
                 "ba": ckpt.meta.get("ba"),
                 "preset": preset,
                 "eps": eps,
-                "recalibrate_bn": recal,
+                "recalibrate_bn": v.settings["recalibrate_bn"],
                 "budget": a.budget,
                 "backdoored": v.backdoored,
                 "flagged_target": v.target,
@@ -102,7 +105,7 @@ def main() -> None:
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
-                f"{name} | {ckpt.meta.get('target')} | {preset} | {eps} | {'on' if recal else 'off'} | "
+                f"{name} | {ckpt.meta.get('target')} | {preset} | {eps} | {v.settings['recalibrate_bn']} | "
                 f"{'flagged' if v.backdoored else 'clean'} ({v.target}) | {v.score:.3f} | "
                 f"{max(nm) / sum(nm):.3f} ({nm.index(max(nm))}) | "
                 f"{max(ng) / sum(ng):.3f} ({ng.index(max(ng))}) | {d['loss_rise']:.2f} | {v.seconds:.0f}",

@@ -25,11 +25,11 @@ def clean(zoo) -> CleanData:  # type: ignore[no-untyped-def]
     return CleanData.from_images(zoo.defender)
 
 
-_VERDICTS: dict[tuple[str, str, bool], Verdict] = {}
+_VERDICTS: dict[tuple[str, str, bool | None], Verdict] = {}
 
 
-def fast_verdict(zoo, clean: CleanData, name: str, preset: str, recalibrate_bn: bool = True) -> Verdict:  # type: ignore[no-untyped-def]
-    """BAN at the CI budget on a zoo model; each (model, preset, recalibration) is detected once per session."""
+def fast_verdict(zoo, clean: CleanData, name: str, preset: str, recalibrate_bn: bool | None = None) -> Verdict:  # type: ignore[no-untyped-def]
+    """BAN at the CI budget on a zoo model (None: the preset's recalibration); each is detected once per session."""
     key = (name, preset, recalibrate_bn)
     if key not in _VERDICTS:
         det = create_detector("ban", preset=preset, recalibrate_bn=recalibrate_bn, **FAST)
@@ -70,7 +70,15 @@ def test_passes_clean_models(zoo, clean, name: str, preset: str) -> None:  # typ
     assert v.score <= v.threshold
 
 
-@pytest.mark.parametrize("preset", ["paper", "faithful"])
+FAITHFUL_MISSES_WANET = pytest.mark.xfail(
+    strict=True,
+    reason="faithful preset: the WaNet model's classes go to its target 0 under the official code's noise, but "
+    "not enough of them: per-class score 0.478 with recalibrated BatchNorm (5 of 9 classes above 0.5; the median "
+    "is the 5th), and class 9 without recalibration (docs/ban-defaults.md)",
+)
+
+
+@pytest.mark.parametrize("preset", ["paper", pytest.param("faithful", marks=FAITHFUL_MISSES_WANET)])
 def test_flags_a_per_batch_attack(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("wanet")
     v = create_detector("ban", preset=preset, **FAST).detect(ckpt.model, clean)
@@ -80,11 +88,11 @@ def test_flags_a_per_batch_attack(zoo, clean, preset: str) -> None:  # type: ign
 
 
 def test_recalibrated_statistics_decide_a_clean_model_that_mixed_statistics_flag(zoo, clean) -> None:  # type: ignore[no-untyped-def]
-    """Without recalibration the eval-mode network under noise mixes clean and noisy BatchNorm statistics in a
-    proportion set by the number of noise steps; at this budget that collapses the clean model `clean` under the
-    faithful preset (measured 0.597 -> class 4); with the noisy network's own statistics it passes (0.091)."""
+    """Faithful preset: without recalibration the eval-mode network under noise keeps the running statistics of
+    earlier batches' noises; at this budget that collapses the clean model `clean` (measured 0.597 -> class 4);
+    with the noisy network's own statistics it passes (0.091)."""
     mixed = fast_verdict(zoo, clean, "clean", "faithful", recalibrate_bn=False)
-    own = fast_verdict(zoo, clean, "clean", "faithful")
+    own = fast_verdict(zoo, clean, "clean", "faithful")  # the preset recalibrates
     assert own.settings["recalibrate_bn"] and not mixed.settings["recalibrate_bn"]
     assert mixed.backdoored and not own.backdoored
     assert own.score < mixed.score
