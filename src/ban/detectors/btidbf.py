@@ -31,7 +31,7 @@ from ban.clean_data import CleanData
 from ban.data.augment import Augment
 from ban.detectors.base import Verdict
 from ban.detectors.baseline import BaselineDetector
-from ban.detectors.feature_inversion import input_std
+from ban.detectors.feature_inversion import input_mean, input_std
 from ban.detectors.histogram import majority_rule
 from ban.detectors.unet import UNet
 from ban.errors import BanError
@@ -65,12 +65,11 @@ class NormalisedGenerator(nn.Module):
         return self.unet((x - self.mean) / self.std) * self.std + self.mean
 
 
-def input_mean(model: nn.Module, channels: int, device: torch.device) -> Tensor:
-    """The model's per-channel input mean (1×C×1×1) when it declares its normalisation, else zeros."""
-    mean = getattr(getattr(model, "normalize", None), "mean", None)
-    if isinstance(mean, Tensor) and mean.numel() == channels:
-        return mean.detach().view(1, channels, 1, 1).to(device)
-    return torch.zeros(1, channels, 1, 1, device=device)
+def check_generator_output(output: str) -> str:
+    """`output` if it names a generator form, else a BanError listing the choices."""
+    if output not in GENERATOR_OUTPUTS:
+        raise BanError(f"unknown generator output '{output}'; choose one of {', '.join(GENERATOR_OUTPUTS)}")
+    return output
 
 
 def build_generator(
@@ -79,9 +78,7 @@ def build_generator(
     """BTI-DBF's UNet generator in train mode. `output`: "normalised" (the official code: linear UNet in the
     model's normalised input space), "sigmoid" (UNet with a sigmoid, pixels in [0, 1]) or "residual"
     (clamp(x + UNet(x)), the identity at the start). The UNet initialisation reads the global RNG."""
-    if output not in GENERATOR_OUTPUTS:
-        raise BanError(f"unknown generator output '{output}'; choose one of {', '.join(GENERATOR_OUTPUTS)}")
-    if output == "normalised":
+    if check_generator_output(output) == "normalised":
         unet = UNet(channels, channels, filters, blocks, linear=True)
         gen: nn.Module = NormalisedGenerator(
             unet, input_mean(model, channels, device), input_std(model, channels, device)
@@ -218,9 +215,7 @@ class BTIDBF(BaselineDetector):
         self.mask_lambda, self.mask_train_mode = float(mask_lambda), bool(mask_train_mode)
         self.pretrain_epochs, self.epochs, self.lr = int(pretrain_epochs), int(epochs), float(lr)
         self.norm_bound, self.feat_bound, self.noise_std = float(norm_bound), float(feat_bound), float(noise_std)
-        if generator not in GENERATOR_OUTPUTS:
-            raise BanError(f"unknown generator output '{generator}'; choose one of {', '.join(GENERATOR_OUTPUTS)}")
-        self.generator = generator
+        self.generator = check_generator_output(generator)
         self.filters, self.blocks, self.augment, self.threshold = (
             int(filters),
             int(blocks),

@@ -20,17 +20,26 @@ from ban.models import get_split
 from ban.utils import batches
 
 
+def _input_statistic(model: nn.Module, name: str, channels: int, device: torch.device, default: float) -> Tensor:
+    """The model's declared per-channel input `name` ("mean" or "std") as 1×C×1×1, else `default` everywhere."""
+    value = getattr(getattr(model, "normalize", None), name, None)
+    if isinstance(value, Tensor) and value.numel() == channels:
+        return value.detach().view(1, channels, 1, 1).to(device)
+    return torch.full((1, channels, 1, 1), default, device=device)
+
+
 def input_std(model: nn.Module, channels: int, device: torch.device) -> Tensor:
     """The model's per-channel input std (1×C×1×1) when it declares its normalisation, else ones.
 
     Input distances (FeatureRE's MSE bound 0.15, BTI-DBF's 0.3) were set in normalised space, so
     ban measures them there: mse((a − b) / std).
     """
-    norm = getattr(model, "normalize", None)
-    std = getattr(norm, "std", None)
-    if isinstance(std, Tensor) and std.numel() == channels:
-        return std.detach().view(1, channels, 1, 1).to(device)
-    return torch.ones(1, channels, 1, 1, device=device)
+    return _input_statistic(model, "std", channels, device, 1.0)
+
+
+def input_mean(model: nn.Module, channels: int, device: torch.device) -> Tensor:
+    """The model's per-channel input mean (1×C×1×1) when it declares its normalisation, else zeros."""
+    return _input_statistic(model, "mean", channels, device, 0.0)
 
 
 @dataclass
