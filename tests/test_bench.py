@@ -105,6 +105,24 @@ def test_shipped_specs_validate() -> None:
     assert len(plan_tasks(load_spec_unchecked(SMOKE))) == 10
 
 
+def test_method_models_limits_a_method_to_the_first_models_of_each_group() -> None:
+    """`models: N` on a detector or mitigation plans it on the first N models of every group only."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["detectors"].append({"name": "nc", "models": 1})
+    raw["mitigations"][0]["models"] = 1
+    spec = parse_spec(raw, "smoke")
+    tasks = plan_tasks(spec)
+    by_kind = {k: [t for t in tasks if t.kind == k] for k in ("train", "detect", "mitigate")}
+    assert len(by_kind["train"]) == 4
+    nc = [t.job.model for t in by_kind["detect"] if t.job.method == "nc"]
+    assert sorted(m.group for m in nc) == ["badnets", "clean"] and all(m.seed == spec.seed for m in nc)
+    assert len([t for t in by_kind["detect"] if t.job.method == "ban"]) == 4
+    assert [t.job.model.seed for t in by_kind["mitigate"]] == [spec.seed]
+    raw["mitigations"][0]["models"] = 0
+    with pytest.raises(BanError, match="mitigations.0.models"):
+        parse_spec(raw, "smoke")
+
+
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [

@@ -155,11 +155,16 @@ def plan_tasks(spec: BenchSpec) -> list[Task]:
     for model in model_jobs(spec):
         train = Task("train", model)
         tasks.append(train)
-        for d in spec.detectors:
+        index = model.seed - spec.seed  # position of the model in its group
+
+        def wanted(m: MethodSpec, index: int = index) -> bool:
+            return m.models is None or index < m.models
+
+        for d in filter(wanted, spec.detectors):
             job = _method_job("detect", model, d, spec.clean_samples.detect, spec.seed)
             tasks.append(Task("detect", job, train.id))
         if model.backdoored:
-            for m in spec.mitigations:
+            for m in filter(wanted, spec.mitigations):
                 job = _method_job("mitigate", model, m, spec.clean_samples.mitigate, spec.seed)
                 tasks.append(Task("mitigate", job, train.id))
     return tasks

@@ -73,13 +73,20 @@ class AttackSpec(_Strict):
 
 
 class MethodSpec(_Strict):
-    """A detector or mitigation with its settings; `clean_samples` overrides the spec-wide count."""
+    """A detector or mitigation with its settings; `clean_samples` overrides the spec-wide count.
+
+    `models` limits a costly method to the first N models of every group (same N for each attack
+    and for the clean models, so detection accuracy stays balanced).
+    """
 
     name: str
     label: str | None = None
     budget: float | None = Field(None, gt=0.0, description="work multiplier (1 = the method's defaults)")
     settings: dict[str, Any] = Field(default_factory=dict)
     clean_samples: int | None = Field(None, ge=1)
+    models: int | None = Field(
+        None, ge=1, description="run on the first N models of each attack and of the clean group (default: every model)"
+    )
 
     @property
     def column(self) -> str:
