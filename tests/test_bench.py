@@ -232,6 +232,10 @@ def test_smoke_report_matches_result_files(smoke_run: tuple[Path, float]) -> Non
     mit = read_csv(report / "tables" / "mitigation.csv")[0]
     after = [r["report"]["after"] for r in mitigations]
     assert mit["ban BA / ASR"] == f"{np.mean([a['ba'] for a in after]):.3f} / {np.mean([a['asr'] for a in after]):.3f}"
+    assert mit["N"] == str(len(mitigations))
+    before = [r["model"] for r in mitigations]  # before = the same models, from the zoo's own evaluation
+    ba, asr = np.mean([m["ba"] for m in before]), np.mean([m["asr"] for m in before])
+    assert mit["Before BA / ASR"] == f"{ba:.3f} / {asr:.3f}"
     # the verdicts never saw the attack, but the result file records the ground truth
     assert {r["model"]["target"] for r in bd} == {3, 7}
 

@@ -169,13 +169,14 @@ def mitigation_table(res: BenchResults) -> Table:
         headers += [f"{m} BA / ASR", f"{m} time (s)"]
     table = Table(
         "mitigation",
-        "Mitigation: BA / ASR on the test set before and after each method (mean over the backdoored models)",
+        "Mitigation: BA / ASR on the test set before and after each method (mean over the N mitigated models)",
         headers,
     )
     for g in [a.row for a in res.spec.attacks]:
         for arch in archs:
             mine = [r for r in res.mitigations if r["model"]["group"] == g and r["model"]["arch_label"] == arch]
-            models = [m for m in res.models if m["group"] == g and m["arch_label"] == arch]
+            mitigated = {r["model"]["id"] for r in mine}  # before and after over the same models
+            models = [m for m in res.models if m["group"] == g and m["arch_label"] == arch and m["id"] in mitigated]
             label = g if len(archs) == 1 else f"{g} ({arch})"
             before = f"{_mean(m['ba'] for m in models)} / {_mean(m['asr'] for m in models)}"
             row = [label, str(len(models)), before]
