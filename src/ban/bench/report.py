@@ -78,7 +78,11 @@ def detection_table(res: BenchResults) -> Table:
     for g in _groups(res):
         row = [g]
         for arch, det in cols:
-            bd, acc = bd_and_acc(_by(res.detections, arch_label=arch, method=det), g, CLEAN)
+            rows = _by(res.detections, arch_label=arch, method=det)
+            if not any(r["model"]["group"] == g for r in rows):  # no result of this group yet: no Acc. either
+                row += ["-", "-"]
+                continue
+            bd, acc = bd_and_acc(rows, g, CLEAN)
             row += [str(bd), _fmt(acc.rate, 2)]
         table.rows.append(row)
     return table
