@@ -149,22 +149,23 @@ def _method_job(
     return MethodJob(kind, model, m.name, m.column, m.kwargs(), m.clean_samples or default_n, seed)
 
 
+def _runs_on(method: MethodSpec, index: int) -> bool:
+    """Whether `method` runs on the model at `index` in its group (its `models` limit)."""
+    return method.models is None or index < method.models
+
+
 def plan_tasks(spec: BenchSpec) -> list[Task]:
     """All tasks of the benchmark, each model's training followed by the detectors and mitigations on it."""
     tasks: list[Task] = []
     for model in model_jobs(spec):
         train = Task("train", model)
         tasks.append(train)
-        index = model.seed - spec.seed  # position of the model in its group
-
-        def wanted(m: MethodSpec, index: int = index) -> bool:
-            return m.models is None or index < m.models
-
-        for d in filter(wanted, spec.detectors):
+        index = model.seed - spec.seed  # position of the model in its group (model_jobs: seed = spec.seed + i)
+        for d in (d for d in spec.detectors if _runs_on(d, index)):
             job = _method_job("detect", model, d, spec.clean_samples.detect, spec.seed)
             tasks.append(Task("detect", job, train.id))
         if model.backdoored:
-            for m in filter(wanted, spec.mitigations):
+            for m in (m for m in spec.mitigations if _runs_on(m, index)):
                 job = _method_job("mitigate", model, m, spec.clean_samples.mitigate, spec.seed)
                 tasks.append(Task("mitigate", job, train.id))
     return tasks
