@@ -21,7 +21,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from ban.bench.plan import plan_tasks
+from ban.bench.plan import model_jobs, plan_tasks
 from ban.bench.spec import BenchSpec, load_spec, parse_spec
 from ban.bench.store import claim
 from ban.cli import main
@@ -103,6 +103,19 @@ def test_shipped_specs_validate() -> None:
     fmnist = load_spec(ROOT / "benchmarks" / "specs" / "fmnist-cpu.yaml")
     assert len(fmnist.attacks) == 7 and fmnist.models_per_attack >= 5 and fmnist.clean_models >= 5
     assert len(plan_tasks(load_spec_unchecked(SMOKE))) == 10
+
+
+def test_models_are_planned_index_major() -> None:
+    """Every group's first model before any group's second: a run stopped early covers all groups evenly."""
+    spec = load_spec(ROOT / "benchmarks" / "specs" / "fmnist-cpu.yaml")
+    models = model_jobs(spec)
+    groups = [a.row for a in spec.attacks] + ["clean"]
+    first = models[: len(groups)]
+    assert [m.group for m in first] == groups and {m.seed for m in first} == {spec.seed}
+    assert [m.seed for m in models] == sorted(m.seed for m in models)
+    assert len({m.id for m in models}) == len(models) == len(spec.attacks) * spec.models_per_attack + spec.clean_models
+    badnets = [m.attack_params["target"] for m in models if m.group == "badnets"]
+    assert badnets == spec.attacks[0].targets  # targets still cycle within a group
 
 
 def test_method_models_limits_a_method_to_the_first_models_of_each_group() -> None:

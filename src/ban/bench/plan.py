@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ban.bench.spec import ArchSpec, BenchSpec, MethodSpec
+from ban.bench.spec import BenchSpec, MethodSpec
 
 CLEAN = "clean"
 #: bump when the meaning of a stored file changes, so old files are not reused
@@ -123,23 +123,29 @@ def _data_key(spec: BenchSpec) -> dict[str, Any]:
 
 
 def model_jobs(spec: BenchSpec) -> list[ModelJob]:
-    """Every model of the zoo: per architecture, `models` per attack (targets cycling) and the clean ones."""
+    """Every model of the zoo: per architecture, `models` per attack (targets cycling) and the clean ones.
+
+    Ordered index-major: every group's first model, then every group's second, and so on. A run stopped
+    early (or a partial one) has then covered all attacks and the clean models evenly, and the first
+    models, which carry the per-method `models` limits and hence the costly work, come first.
+    """
     recipe = spec.train.model_dump(mode="json")
     data = _data_key(spec)
     jobs: list[ModelJob] = []
-
-    def add(arch: ArchSpec, group: str, i: int, attack: str | None, params: dict[str, Any]) -> None:
-        jobs.append(ModelJob(group, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data))
-
     for arch in spec.architectures:
-        for atk in spec.attacks:
-            for i in range(atk.models or spec.models_per_attack):
-                params = dict(atk.params)
-                if atk.targets:
-                    params["target"] = atk.targets[i % len(atk.targets)]
-                add(arch, atk.row, i, atk.name, params)
-        for i in range(spec.clean_models):
-            add(arch, CLEAN, i, None, {})
+        groups: list[tuple[str, str | None, dict[str, Any], list[int], int]] = [
+            (atk.row, atk.name, dict(atk.params), list(atk.targets or []), atk.models or spec.models_per_attack)
+            for atk in spec.attacks
+        ]
+        groups.append((CLEAN, None, {}, [], spec.clean_models))
+        for i in range(max((g[-1] for g in groups), default=0)):
+            for row, attack, base, targets, count in groups:
+                if i >= count:
+                    continue
+                params = {**base, "target": targets[i % len(targets)]} if targets else dict(base)
+                jobs.append(
+                    ModelJob(row, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data)
+                )
     return jobs
 
 
