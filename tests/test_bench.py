@@ -254,6 +254,24 @@ def test_smoke_report_matches_result_files(smoke_run: tuple[Path, float]) -> Non
 
 
 @needs_ban
+def test_report_warns_when_a_column_mixes_settings(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
+    """A result left by another ban version (another resolved default) is named in the report, not mixed in silently."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run[0], out)
+    assert main(["bench", "report", str(out), "--quiet"]) == 0
+    assert "**Warning**" not in (out / "report" / "report.md").read_text()
+    stale = sorted(out.glob("results/detect/*/ban-*.json"))[0]
+    result = json.loads(stale.read_text())
+    result["verdict"]["settings"]["rule"] = "per-class"  # what an older default would have recorded
+    stale.write_text(json.dumps(result))
+    assert main(["bench", "report", str(out), "--quiet"]) == 0
+    warning = [line for line in (out / "report" / "report.md").read_text().splitlines() if "**Warning**" in line]
+    assert len(warning) == 1 and "`ban` detection" in warning[0]
+    assert 'rule = "per-class" (1), "pooled" (3)' in warning[0]  # and not mixed with the `ban` mitigation column
+
+
 def test_smoke_rerun_trains_nothing(smoke_run: tuple[Path, float], capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = smoke_run
     before = model_mtimes(out)

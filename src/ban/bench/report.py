@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ban.bench.consistency import mixed_settings_lines
 from ban.bench.metrics import (
     FPR_BUDGET,
     auroc,
@@ -230,6 +231,8 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
         + (f"; {len(res.missing)} missing: rerun `ban bench run` to finish." if res.missing else "."),
         "",
     ]
+    for line in mixed_settings_lines(res.detections + res.mitigations):
+        md += [line, ""]
     tex = []
     for t in tables:
         md.append(t.to_markdown())
