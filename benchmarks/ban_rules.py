@@ -24,31 +24,14 @@ import numpy as np
 import torch
 
 from ban.bench.metrics import auroc
-from ban.detectors.ban_detector import class_rates
+from ban.detectors.ban_detector import per_class_scores, pooled_scores
 
 Rule = Callable[[torch.Tensor], torch.Tensor]  # confusion -> score per candidate target
 
 
 def quantile_rule(q: float) -> Rule:
     """score(t) = q-quantile over classes c != t of the share of c's images predicted t."""
-
-    def score(conf: torch.Tensor) -> torch.Tensor:
-        rates = class_rates(conf)
-        k = conf.shape[0]
-        out = torch.zeros(k, dtype=torch.float64)
-        for t in range(k):
-            keep = torch.ones(k, dtype=torch.bool)
-            keep[t] = False
-            out[t] = torch.quantile(rates[keep, t], q)
-        return out
-
-    return score
-
-
-def pooled(conf: torch.Tensor) -> torch.Tensor:
-    """The paper's rule: share of all held-out images predicted t."""
-    counts = conf.sum(0).double()
-    return counts / counts.sum().clamp_min(1)
+    return lambda conf: per_class_scores(conf, q=q)
 
 
 def pooled_others(conf: torch.Tensor) -> torch.Tensor:
@@ -62,7 +45,7 @@ def pooled_others(conf: torch.Tensor) -> torch.Tensor:
 
 
 RULES: dict[str, Rule] = {
-    "pooled": pooled,
+    "pooled": pooled_scores,
     "pooled-others": pooled_others,
     "median": quantile_rule(0.5),
     "q625": quantile_rule(0.625),
@@ -70,6 +53,13 @@ RULES: dict[str, Rule] = {
 }
 THRESHOLDS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.7)
 STATISTICS = {"no-mask": "confusion_no_mask", "negative-mask": "confusion_negative_mask"}
+
+
+def best(rule: Rule, confusion: torch.Tensor) -> tuple[float, int]:
+    """The rule's (score, target): its best-scoring class."""
+    s = rule(confusion)
+    t = int(s.argmax())
+    return float(s[t]), t
 
 
 def load(folder: Path) -> list[dict[str, Any]]:
@@ -92,11 +82,7 @@ def load(folder: Path) -> list[dict[str, Any]]:
 
 
 def evaluate(rows: list[dict[str, Any]], statistic: str, name: str, rule: Rule) -> list[str]:
-    scored = []
-    for r in rows:
-        s = rule(r[statistic])
-        t = int(s.argmax())
-        scored.append((r, float(s[t]), t))
+    scored = [(r, *best(rule, r[statistic])) for r in rows]
     y = np.array([r["backdoored"] for r, _, _ in scored], dtype=int)
     s = np.array([v for _, v, _ in scored])
     n_bd, n_clean = int(y.sum()), int((1 - y).sum())
@@ -128,11 +114,7 @@ def per_model(rows: list[dict[str, Any]]) -> None:
     print("\n| model | target | " + " | ".join(names) + " | loss rise |")
     print("|" + "---|" * (len(names) + 3))
     for r in rows:
-        cells = []
-        for name in names:
-            s = RULES[name](r["no-mask"])
-            t = int(s.argmax())
-            cells.append(f"{float(s[t]):.2f} ({t})")
+        cells = ["{:.2f} ({})".format(*best(RULES[name], r["no-mask"])) for name in names]
         print(f"| {r['model']} | {r['target']} | " + " | ".join(cells) + f" | {r['loss_rise']:.2f} |")
 
 

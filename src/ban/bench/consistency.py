@@ -26,9 +26,9 @@ def mixed_settings(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
     values: dict[tuple[str, str], dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     counts: Counter[tuple[str, str]] = Counter()
     for r in results:
-        kind = r.get("kind", "detect")
-        column = (kind, str(r.get(_LABEL.get(kind, "detector")) or r.get("method")))
-        settings = (r.get(_SETTINGS.get(kind, "verdict")) or {}).get("settings") or {}
+        kind = r["kind"]
+        column = (kind, str(r[_LABEL[kind]]))
+        settings = r[_SETTINGS[kind]].get("settings") or {}
         counts[column] += 1
         for name, v in settings.items():
             values[column][name][_value(v)] += 1
@@ -50,7 +50,7 @@ def mixed_settings_lines(results: list[dict[str, Any]]) -> list[str]:
             f"{name} = " + ", ".join(f"{v} ({n})" for v, n in sorted(c.items())) for name, c in sorted(by_name.items())
         ]
         lines.append(
-            f"**Warning**: the `{column}` {'detection' if kind == 'detect' else 'mitigation'} results were computed "
+            f"the `{column}` {'detection' if kind == 'detect' else 'mitigation'} results were computed "
             f"under different settings ({'; '.join(parts)}), "
             "likely by different ban versions; delete the stale result files and rerun `ban bench run`."
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ban.bench.spec import BenchSpec, MethodSpec
+from ban.bench.spec import ArchSpec, AttackSpec, BenchSpec, MethodSpec
 
 CLEAN = "clean"
 #: bump when the meaning of a stored file changes, so old files are not reused
@@ -122,6 +122,14 @@ def _data_key(spec: BenchSpec) -> dict[str, Any]:
     return spec.data.model_dump(mode="json", exclude={"data_dir"})
 
 
+def _attack_params(atk: AttackSpec, i: int) -> dict[str, Any]:
+    """The i-th model's attack parameters: the spec's, with the target cycling over `targets`."""
+    params = dict(atk.params)
+    if atk.targets:
+        params["target"] = atk.targets[i % len(atk.targets)]
+    return params
+
+
 def model_jobs(spec: BenchSpec) -> list[ModelJob]:
     """Every model of the zoo: per architecture, `models` per attack (targets cycling) and the clean ones.
 
@@ -131,21 +139,21 @@ def model_jobs(spec: BenchSpec) -> list[ModelJob]:
     """
     recipe = spec.train.model_dump(mode="json")
     data = _data_key(spec)
+
+    def job(arch: ArchSpec, group: str, i: int, attack: str | None, params: dict[str, Any]) -> ModelJob:
+        return ModelJob(group, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data)
+
     jobs: list[ModelJob] = []
     for arch in spec.architectures:
-        groups: list[tuple[str, str | None, dict[str, Any], list[int], int]] = [
-            (atk.row, atk.name, dict(atk.params), list(atk.targets or []), atk.models or spec.models_per_attack)
+        groups = [
+            [
+                job(arch, atk.row, i, atk.name, _attack_params(atk, i))
+                for i in range(atk.models or spec.models_per_attack)
+            ]
             for atk in spec.attacks
         ]
-        groups.append((CLEAN, None, {}, [], spec.clean_models))
-        for i in range(max((g[-1] for g in groups), default=0)):
-            for row, attack, base, targets, count in groups:
-                if i >= count:
-                    continue
-                params = {**base, "target": targets[i % len(targets)]} if targets else dict(base)
-                jobs.append(
-                    ModelJob(row, arch.arch, arch.width, arch.label, spec.seed + i, attack, params, recipe, data)
-                )
+        groups.append([job(arch, CLEAN, i, None, {}) for i in range(spec.clean_models)])
+        jobs += [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
     return jobs
 
 

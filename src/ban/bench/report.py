@@ -32,6 +32,7 @@ from ban.utils import atomic_write_text
 class WrittenReport:
     markdown: Path
     files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # also in the Markdown, for a caller that prints no tables
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -231,8 +232,9 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
         + (f"; {len(res.missing)} missing: rerun `ban bench run` to finish." if res.missing else "."),
         "",
     ]
-    for line in mixed_settings_lines(res.detections + res.mitigations):
-        md += [line, ""]
+    written.warnings = mixed_settings_lines(res.detections + res.mitigations)
+    for line in written.warnings:
+        md += [f"**Warning**: {line}", ""]
     tex = []
     for t in tables:
         md.append(t.to_markdown())

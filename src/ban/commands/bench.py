@@ -68,10 +68,9 @@ def _write_report(out: Path, quiet: bool, bootstrap: int = 1000) -> None:
     if not out.is_dir():
         raise BanError(f"{out} not found; pass the --out folder of `ban bench run`")
     written = write_report(out, n_boot=bootstrap)
-    text = written.markdown.read_text()
     if not quiet:
-        console.print(text, soft_wrap=True, markup=False, highlight=False)
+        console.print(written.markdown.read_text(), soft_wrap=True, markup=False, highlight=False)
     else:  # warnings (results of mixed settings) are shown even when quiet
-        for line in (ln for ln in text.splitlines() if ln.startswith("**Warning**")):
-            console.print(line.replace("**", ""), soft_wrap=True, markup=False, highlight=False)
+        for line in written.warnings:
+            console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {', '.join(str(p) for p in written.files)}", soft_wrap=True)

@@ -284,10 +284,7 @@ class BAN(Detector):
 
     def _scores(self, confusion: Tensor) -> Tensor:
         """Score of every candidate target class under the chosen rule."""
-        if self.rule == "per-class":
-            return per_class_scores(confusion)
-        counts = confusion.sum(0).double()
-        return counts / counts.sum().clamp_min(1)
+        return per_class_scores(confusion) if self.rule == "per-class" else pooled_scores(confusion)
 
     def _decided(self, confusion: Tensor, totals: Tensor) -> bool:
         """True when neither the decision nor the target can change, whatever the unseen images give."""
@@ -418,8 +415,14 @@ def class_rates(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
     return confusion.double() / rows.clamp_min(1).double()[:, None]
 
 
-def per_class_scores(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
-    """score(t) = median over classes c ≠ t of (images of c predicted t) / (images of c).
+def pooled_scores(confusion: Tensor) -> Tensor:
+    """score(t) = share of all predicted images that went to t (the paper's rule)."""
+    counts = confusion.sum(0).double()
+    return counts / counts.sum().clamp_min(1)
+
+
+def per_class_scores(confusion: Tensor, totals: Tensor | None = None, q: float = 0.5) -> Tensor:
+    """score(t) = q-quantile (default: median) over classes c ≠ t of (images of c predicted t) / (images of c).
 
     `totals` (images per class in the whole held-out set) replaces the row sums, which gives
     the lower bound of the score while only part of the set has been predicted."""
@@ -431,5 +434,5 @@ def per_class_scores(confusion: Tensor, totals: Tensor | None = None) -> Tensor:
         keep = present.clone()
         keep[t] = False
         if keep.any():
-            out[t] = torch.quantile(rates[keep, t], 0.5)
+            out[t] = torch.quantile(rates[keep, t], q)
     return out
