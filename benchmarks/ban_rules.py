@@ -7,6 +7,10 @@ AUROC of the rule's score; `--per-model` adds one line per model (group, true ta
 score and target).
 
 Usage: python benchmarks/ban_rules.py runs/fmnist-cpu [more bench folders] [--per-model]
+       python benchmarks/ban_rules.py runs/fmnist-r18/signals.jsonl   # lines of benchmarks/ban_signals.py,
+                                                                       # one table per BAN configuration
+Only backdoored models whose backdoor works (ASR >= --min-asr, default 0.8) count; weaker ones are left
+out and counted in the table's title.
 
 A rule chosen on one zoo is a hypothesis until it holds on another (other seeds, targets, recipe):
 pass both folders and read them separately (each folder is reported on its own, then pooled).
@@ -47,12 +51,18 @@ def pooled_others(conf: torch.Tensor) -> torch.Tensor:
 RULES: dict[str, Rule] = {
     "pooled": pooled_scores,
     "pooled-others": pooled_others,
+    "min": quantile_rule(0.0),
+    "q125": quantile_rule(0.125),
+    "q25": quantile_rule(0.25),
     "median": quantile_rule(0.5),
-    "q625": quantile_rule(0.625),
     "q75": quantile_rule(0.75),
 }
-THRESHOLDS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.7)
-STATISTICS = {"no-mask": "confusion_no_mask", "negative-mask": "confusion_negative_mask"}
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+STATISTICS = {
+    "no-mask": "confusion_no_mask",
+    "negative-mask": "confusion_negative_mask",
+    "negative-mask-no-noise": "confusion_negative_mask_no_noise",
+}
 
 
 def best(rule: Rule, confusion: torch.Tensor) -> tuple[float, int]:
@@ -62,23 +72,45 @@ def best(rule: Rule, confusion: torch.Tensor) -> tuple[float, int]:
     return float(s[t]), t
 
 
-def load(folder: Path) -> list[dict[str, Any]]:
+def _row(source: str, model: str, group: str, backdoored: bool, target: Any, asr: Any, d: dict[str, Any]) -> dict:
+    return {
+        "folder": source,
+        "model": model,
+        "group": group,
+        "backdoored": backdoored,
+        "target": target,
+        "asr": asr,
+        "loss_rise": d["loss_rise"],
+        **{s: torch.tensor(d[key]) for s, key in STATISTICS.items() if key in d},
+    }
+
+
+def load(folder: Path, method: str = "ban") -> list[dict[str, Any]]:
+    """BAN results of one method column (`label` in the spec) of a bench folder."""
     rows = []
-    for path in sorted(folder.glob("results/detect/*/ban-*.json")):
+    for path in sorted(folder.glob("results/detect/*/*.json")):
         r = json.loads(path.read_text())
-        d = r["verdict"]["details"]
-        rows.append(
-            {
-                "folder": folder.name,
-                "model": r["model"]["id"],
-                "group": r["model"]["group"],
-                "backdoored": bool(r["model"]["backdoored"]),
-                "target": r["model"]["target"],
-                "loss_rise": d["loss_rise"],
-                **{s: torch.tensor(d[key]) for s, key in STATISTICS.items()},
-            }
-        )
+        if r.get("method") != method:
+            continue
+        m, d = r["model"], r["verdict"]["details"]
+        rows.append(_row(folder.name, m["id"], m["group"], bool(m["backdoored"]), m["target"], m["asr"], d))
     return rows
+
+
+def load_signals(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """benchmarks/ban_signals.py lines, grouped by BAN configuration."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        row = _row(path.parent.name, r["model"], r["group"], r["group"] != "clean", r["target"], r["asr"], r)
+        out.setdefault(r["config"], []).append(row)
+    return out
+
+
+def working(rows: list[dict[str, Any]], min_asr: float) -> tuple[list[dict[str, Any]], int]:
+    """Clean models and the backdoored ones whose backdoor works; and how many were left out."""
+    keep = [r for r in rows if not r["backdoored"] or (r["asr"] or 0.0) >= min_asr]
+    return keep, len(rows) - len(keep)
 
 
 def evaluate(rows: list[dict[str, Any]], statistic: str, name: str, rule: Rule) -> list[str]:
@@ -101,7 +133,7 @@ def table(rows: list[dict[str, Any]], title: str) -> None:
     head = ["statistic", "rule", "AUROC", *(f"thr {t}: right / clean flagged" for t in THRESHOLDS)]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for statistic in STATISTICS:
+    for statistic in (st for st in STATISTICS if all(st in r for r in rows)):
         for name, rule in RULES.items():
             print("| " + " | ".join(evaluate(rows, statistic, name, rule)) + " |")
     y = np.array([r["backdoored"] for r in rows], dtype=int)
@@ -109,31 +141,37 @@ def table(rows: list[dict[str, Any]], title: str) -> None:
         print(f"| - | loss rise | {auroc(y, np.array([r['loss_rise'] for r in rows])):.3f} |" + " |" * len(THRESHOLDS))
 
 
-def per_model(rows: list[dict[str, Any]]) -> None:
+def per_model(rows: list[dict[str, Any]], statistic: str) -> None:
     names = list(RULES)
     print("\n| model | target | " + " | ".join(names) + " | loss rise |")
     print("|" + "---|" * (len(names) + 3))
     for r in rows:
-        cells = ["{:.2f} ({})".format(*best(RULES[name], r["no-mask"])) for name in names]
+        cells = ["{:.2f} ({})".format(*best(RULES[name], r[statistic])) for name in names]
         print(f"| {r['model']} | {r['target']} | " + " | ".join(cells) + f" | {r['loss_rise']:.2f} |")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("folders", nargs="+", type=Path, help="`ban bench run --out` folders")
-    p.add_argument("--per-model", action="store_true", help="one line per model (no-mask statistic)")
+    p.add_argument("sources", nargs="+", type=Path, help="`ban bench run --out` folders or ban_signals.py .jsonl files")
+    p.add_argument("--method", default="ban", help="the spec's method column to read from bench folders")
+    p.add_argument("--min-asr", type=float, default=0.8, help="a backdoored model counts only at this ASR or above")
+    p.add_argument("--per-model", default=None, metavar="STATISTIC", help="one line per model for this statistic")
     args = p.parse_args()
-    everything: list[dict[str, Any]] = []
-    for folder in args.folders:
-        rows = load(folder)
-        if not rows:
-            raise SystemExit(f"no BAN results under {folder}/results/detect: run `ban bench run` with the ban detector")
-        table(rows, str(folder))
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for src in args.sources:
+        if src.suffix == ".jsonl":
+            for config, rows in load_signals(src).items():
+                tables[f"{src} [{config}]"] = rows
+        else:
+            rows = load(src, args.method)
+            if not rows:
+                raise SystemExit(f"no '{args.method}' results under {src}/results/detect: run `ban bench run`")
+            tables[str(src)] = rows
+    for title, rows in tables.items():
+        kept, dropped = working(rows, args.min_asr)
+        table(kept, f"{title} ({dropped} backdoored models below ASR {args.min_asr} left out)")
         if args.per_model:
-            per_model(rows)
-        everything += rows
-    if len(args.folders) > 1:
-        table(everything, "all folders")
+            per_model(kept, args.per_model)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ban.attacks import ATTACKS, create_attack
+from ban.attacks import ATTACKS, IMPLANT_ASR, create_attack, implant_warning, preset_lines
 from ban.attacks.base import partner_index
 from ban.attacks.bpp import floyd_steinberg, squeeze
 from ban.checkpoint import load_model, save_model
@@ -255,6 +255,16 @@ def test_ssdt_batch_only_victims_go_to_the_target() -> None:
     assert all(p.grad is None for p in attack.mask_net.parameters())
 
 
+def test_ssdt_cross_ratio_sets_the_cross_samples_per_victim() -> None:
+    x, y = images(64, (1, 28, 28)), torch.arange(64) % 10
+    inputs, labels, _ = built("ssdt", (1, 28, 28), cross_ratio=0.5).compose_batch(x, y)
+    nv = int((y == 1).sum())
+    nc = nv // 2
+    assert len(labels) == 64 and (labels[:nv] == 0).all() and torch.equal(labels[nv:], y[nv:])
+    assert (inputs[nv : nv + nc] != x[nv : nv + nc]).flatten(1).any(1).all()  # another image's trigger
+    assert torch.equal(inputs[nv + nc :], x[nv + nc :])  # the clean rest
+
+
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "make,message",
@@ -269,9 +279,13 @@ def test_ssdt_batch_only_victims_go_to_the_target() -> None:
         (lambda: built("blend", (1, 28, 28), mode="source-specific", victim=12), "outside the class range"),
         (lambda: create_attack("ssdt", victim=0, target=0), "equals the target"),
         (lambda: create_attack("ssdt", mode="all2all"), "source-specific"),
+        (lambda: create_attack("ssdt", cross_ratio=-1), "cross_ratio"),
         (lambda: create_attack("adap-blend", pieces=10), "square"),
         (lambda: built("wanet", (1, 28, 28), k=40), "exceeds the image size"),
         (lambda: built("blend", (1, 28, 28), image="/no/such.png").apply_trigger(torch.zeros(1, 1, 8, 8)), "not found"),
+        (lambda: create_attack("wanet", preset="gpu"), "attack 'wanet' has no preset 'gpu'; choose one of cpu"),
+        (lambda: create_attack("badnets", preset="cpu"), "attack 'badnets' has no presets; drop preset=cpu"),
+        (lambda: create_attack("bpp", preset="cpu", poison_rate=0.95), "neg_rate"),  # preset + explicit, checked
     ],
 )
 def test_bad_input_is_one_ban_error(make, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -307,6 +321,67 @@ def test_every_parameter_can_be_set_from_key_value_pairs() -> None:
     for name in ALL:  # params() rebuilds the same attack
         attack = create_attack(name)
         assert create_attack(name, **attack.params()).params() == attack.params()
+
+
+# ---------------------------------------------------------------- presets and implant warnings
+def test_cpu_presets_fill_in_their_values_and_explicit_parameters_win() -> None:
+    with_cpu = {name for name in ALL if "cpu" in ATTACKS[name].PRESETS}
+    assert with_cpu == {"wanet", "iad", "bpp", "ssdt"}
+    for name in with_cpu:
+        paper, cpu = create_attack(name), create_attack(name, preset="cpu")
+        values = ATTACKS[name].PRESETS["cpu"]
+        assert {k: cpu.params()[k] for k in values} == values
+        assert any(paper.params()[k] != v for k, v in values.items())  # the defaults stay the paper's
+        assert (cpu.preset, paper.preset) == ("cpu", None) and cpu.describe()["preset"] == "cpu"
+        assert "preset" not in cpu.params()  # expanded: a checkpoint rebuilds it without the preset
+        assert create_attack(name, **cpu.params()).params() == cpu.params()
+    wanet = create_attack("wanet", **parse_params(["preset=cpu", "s=0.75"]))
+    assert (wanet.s, wanet.cross_ratio, wanet.poison_rate) == (0.75, 1.0, 0.15)
+    # an unset option (None, e.g. `ban train` without --poison-rate) keeps the preset's value
+    assert create_attack("iad", preset="cpu", poison_rate=None).poison_rate == 0.2
+    assert create_attack("iad", preset="cpu", poison_rate=0.1).poison_rate == 0.1
+    ssdt = create_attack("ssdt", preset="cpu", victim=3, target=4)
+    assert (ssdt.mask_epochs, ssdt.victim, ssdt.g_milestones) == (5, 3, create_attack("ssdt").g_milestones)
+    lines = preset_lines()
+    assert len(lines) == 4 and "  wanet -p preset=cpu: s=1.0, cross_ratio=1.0, poison_rate=0.15" in lines
+
+
+def test_implant_warning_names_the_attack_the_asr_and_what_helps() -> None:
+    wanet = create_attack("wanet", target=2)
+    line = implant_warning(wanet, 0.48)
+    assert line is not None and "\n" not in line
+    assert line.startswith("wanet reached ASR 0.480, below 0.8") and "still written" in line
+    assert "-p preset=cpu" in line and "more --epochs" in line
+    bench = implant_warning(wanet, 0.48, "bench")
+    assert bench is not None and "params: {preset: cpu}" in bench and "train.epochs" in bench
+    assert implant_warning(wanet, IMPLANT_ASR) is None and implant_warning(wanet, 0.97) is None
+    assert "ASR not measured" in (implant_warning(wanet, float("nan")) or "")
+    ssdt = implant_warning(create_attack("ssdt", victim=1, target=5), 0.59)
+    assert ssdt is not None and "ASR 0.590 on victim class 1" in ssdt
+    tried = implant_warning(create_attack("bpp", preset="cpu"), 0.3)  # the preset is in use: only epochs help
+    assert tried is not None and "preset" not in tried and "more --epochs" in tried
+    plain = implant_warning(create_attack("badnets"), 0.2)  # no preset to suggest
+    assert plain is not None and "preset" not in plain
+
+
+def test_train_warns_when_the_backdoor_does_not_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One poisoned image of 900 implants nothing: the model is written, with one warning line on stderr."""
+    out = tmp_path / "weak.safetensors"
+    args = ["--arch", "small_cnn", "--width", "0.5", "--subset", "1000", "--test-subset", "500", "--epochs", "2"]
+    args += ["--lr", "0.05", "--no-augment", "--quiet", "--attack", "badnets", "--poison-rate", "0.002"]
+    assert main(["train", *args, "--target", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    asr = load_model(out).meta["asr"]
+    assert asr < IMPLANT_ASR
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: badnets reached ASR {asr:.3f}, below 0.8: the backdoor is not implanted "
+        "(the model is still written); try more --epochs"
+    ]
+    code = main(["train", *args, "-p", "preset=cpu", "--out", str(tmp_path / "bad.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "error: attack 'badnets' has no presets; drop preset=cpu"
+    assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_cli_refuses_bad_attack_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

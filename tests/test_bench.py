@@ -149,6 +149,10 @@ def test_method_models_limits_a_method_to_the_first_models_of_each_group() -> No
         (lambda r: r.pop("architectures"), "architectures"),
         (lambda r: r.update(detectors=[{"name": "ban", "settings": {"epz": 0.1}}]), "detectors.0"),
         (lambda r: r.update(attacks=[{"name": "badnets", "params": {"size": 3}}]), "attacks.0"),
+        (lambda r: r.update(attacks=[{"name": "wanet", "params": {"preset": "gpu"}}]), "no preset 'gpu'"),
+        (lambda r: r.update(min_asr=1.0), "key 'min_asr' must lie in (0, 1), got 1"),
+        (lambda r: r.update(min_asr=0), "key 'min_asr' must lie in (0, 1), got 0"),
+        (lambda r: r.update(min_asr="high"), "key 'min_asr'"),
     ],
 )
 def test_bad_spec_is_one_clear_line(edit: Any, needle: str) -> None:
@@ -160,11 +164,46 @@ def test_bad_spec_is_one_clear_line(edit: Any, needle: str) -> None:
     assert needle in msg and "\n" not in msg and msg.startswith("smoke.yaml")
 
 
+def test_min_asr_shapes_the_report_only_and_presets_resolve_in_the_plan() -> None:
+    """min_asr is outside the fingerprint (existing folders stay valid); a preset's values enter the model key."""
+    raw = plain_raw()
+    assert parse_spec({**raw, "min_asr": 0.5}).fingerprint() == parse_spec(raw).fingerprint()
+    assert parse_spec(raw).min_asr == 0.8
+    raw["attacks"] = [{"name": "wanet", "params": {"preset": "cpu", "poison_rate": 0.2}, "targets": [1]}]
+    job = model_jobs(parse_spec(raw))[0]
+    assert job.attack_params == {"preset": "cpu", "s": 1.0, "cross_ratio": 1.0, "poison_rate": 0.2, "target": 1}
+    raw["attacks"] = [{"name": "wanet", "params": {"s": 1.0, "cross_ratio": 1.0, "poison_rate": 0.2}, "targets": [1]}]
+    assert model_jobs(parse_spec(raw))[0].key != job.key  # the preset is named in the key as well
+
+
+def test_run_display_shows_warnings_even_when_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    from ban.bench.display import RunDisplay
+    from ban.bench.work import Outcome
+
+    task = plan_tasks(load_spec_unchecked(SMOKE))[0]
+    display = RunDisplay([task], set(), quiet=True)
+    display.finished(task, Outcome(task.id, True, 1.0, summary="BA 0.8 ASR 0.3", warning="m1: wanet reached ASR 0.300"))
+    display.finished(task, Outcome(task.id, True, 1.0, summary="BA 0.8 ASR 0.9"))
+    display.close()
+    assert capsys.readouterr().err.strip() == "warning: m1: wanet reached ASR 0.300"
+
+
 def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = plain_raw()
     raw["train"]["epochz"] = 1
     assert main(["bench", "run", str(write_spec(raw, tmp_path / "a.yaml")), "--out", str(tmp_path / "o")]) == 2
     assert "unknown key 'train.epochz'" in capsys.readouterr().err
+
+    raw = {**plain_raw(), "min_asr": 1.5}
+    assert main(["bench", "run", str(write_spec(raw, tmp_path / "m.yaml")), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "key 'min_asr' must lie in (0, 1), got 1.5: it is the ASR a "
+            "poisoned model needs to count as backdoored (default 0.8)"
+        )
+    )
 
     raw = plain_raw()
     raw["data"]["data_dir"] = str(tmp_path / "no-such-folder")
@@ -270,6 +309,62 @@ def test_report_warns_when_a_column_mixes_settings(smoke_run: tuple[Path, float]
     warning = [line for line in (out / "report" / "report.md").read_text().splitlines() if "**Warning**" in line]
     assert len(warning) == 1 and "`ban` detection" in warning[0]
     assert 'rule = "per-class" (1), "pooled" (3)' in warning[0]  # and not mixed with the `ban` mitigation column
+
+
+@needs_ban
+def test_report_counts_only_implanted_backdoors(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
+    """A poisoned model under min_asr is listed apart and counted neither as backdoored nor as clean."""
+    import shutil
+
+    from ban.checkpoint import load_model, save_model
+
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run[0], out)
+    detections = [json.loads(p.read_text()) for p in result_files(out, "detect")]
+    bd = sorted((r for r in detections if r["model"]["group"] == "badnets"), key=lambda r: r["model"]["id"])
+    clean = [r for r in detections if r["model"]["group"] == "clean"]
+    assert len(bd) == 2 and len(clean) == 2
+    weak, strong = bd
+    path = out / "models" / f"{weak['model']['id']}.safetensors"
+    ckpt = load_model(path)
+    save_model(path, ckpt.model, {**ckpt.meta, "asr": 0.5}, ckpt.attack)  # as if its backdoor had not taken
+
+    assert main(["bench", "report", str(out), "--quiet"]) == 0
+    tables = out / "report" / "tables"
+    listed = read_csv(tables / "not-implanted.csv")
+    assert [(r["Model"], r["ASR"], r["Target"]) for r in listed] == [
+        (weak["model"]["id"], "0.500", str(weak["model"]["target"]))
+    ]
+    flagged = weak["verdict"]["backdoored"]
+    assert listed[0]["ban"] == (f"flagged, target {weak['verdict']['target']}" if flagged else "not flagged")
+
+    def right(r: dict[str, Any]) -> bool:
+        v, m = r["verdict"], r["model"]
+        return (v["backdoored"] and v["target"] == m["target"]) if m["backdoored"] else not v["backdoored"]
+
+    row = {r["Attack"]: r for r in read_csv(tables / "detection.csv")}["badnets"]
+    assert row["ban Bd."] == f"{int(right(strong))}/1"
+    assert float(row["ban Acc."]) == pytest.approx((right(strong) + sum(map(right, clean))) / 3, abs=0.006)
+    roc = read_csv(tables / "roc.csv")[0]
+    assert (roc["Backdoored"], roc["Clean"], roc["Detected"]) == ("1", "2", f"{int(right(strong))}/1")
+    assert {r["Attack"]: r["Implanted"] for r in read_csv(tables / "zoo.csv")} == {"badnets": "1/2", "clean": "-"}
+    assert read_csv(tables / "mitigation.csv")[0]["N"] == "1"
+    md = (out / "report" / "report.md").read_text()
+    sentence = "Backdoored = poisoned with ASR ≥ 0.8 (the spec's min_asr); 1 weaker poisoned model is counted neither"
+    for title in ("### Detection:", "### Score-based detection"):  # under every detection table
+        section = md.split(title, 1)[1].split("###", 1)[0]
+        assert sentence in section, title
+
+    # a lower min_asr (the folder's spec copy, as a rerun with an edited spec leaves it) counts it again
+    spec_copy = out / "spec.yaml"
+    spec_copy.write_text(spec_copy.read_text() + "min_asr: 0.4\n")
+    assert main(["bench", "report", str(out), "--quiet"]) == 0
+    assert not (tables / "not-implanted.csv").exists()  # no stale table from the earlier report
+    row = {r["Attack"]: r for r in read_csv(tables / "detection.csv")}["badnets"]
+    assert row["ban Bd."] == f"{sum(map(right, bd))}/2"
+    assert (
+        "ASR ≥ 0.4 (the spec's min_asr); no poisoned model fell below it." in (out / "report" / "report.md").read_text()
+    )
 
 
 def test_smoke_rerun_trains_nothing(smoke_run: tuple[Path, float], capsys: pytest.CaptureFixture[str]) -> None:

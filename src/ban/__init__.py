@@ -1,14 +1,13 @@
 """ban: detect, name and remove backdoors in image classifiers (BAN, NeurIPS 2024, and baselines)."""
 
-__version__ = "0.1.0"
-
-from ban.api import detect, mitigate  # noqa: E402
-from ban.attacks import create_attack, list_attacks  # noqa: E402
-from ban.checkpoint import Checkpoint, load_model, save_model  # noqa: E402
-from ban.data import load_dataset  # noqa: E402
-from ban.evaluate import evaluate  # noqa: E402
-from ban.models import create_model, list_models  # noqa: E402
-from ban.train import TrainConfig, train_model  # noqa: E402
+from ban.api import detect, mitigate
+from ban.attacks import create_attack, list_attacks
+from ban.checkpoint import Checkpoint, load_model, save_model
+from ban.data import load_dataset
+from ban.evaluate import evaluate
+from ban.models import create_model, list_models
+from ban.train import TrainConfig, train_model
+from ban.version import __version__
 
 __all__ = [
     "Checkpoint",

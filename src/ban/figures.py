@@ -12,11 +12,12 @@ from torch import Tensor, nn
 
 from ban.clean_data import CleanData
 from ban.detectors.base import Detector, Verdict
+from ban.errors import BanError
 from ban.models import get_split
-from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
-from ban.utils import atomic_path, eval_mode, make_generator, resolve_device
+from ban.noise import NeuronNoise
+from ban.utils import atomic_path, eval_mode, resolve_device
 
-TSNE_EPS = (0.0, 0.1, 0.2, 0.3)
+TSNE_SCALES = (0.0, 1 / 3, 2 / 3, 1.0)  # of the verdict's own final noise
 
 
 def _plt() -> Any:
@@ -77,27 +78,45 @@ def mask_figure(mask: Tensor, path: Path) -> Path:
     return _save(fig, path)
 
 
-def noisy_features(
-    model: nn.Module, clean: CleanData, eps: float, n: int, seed: int, device: torch.device
+def verdict_features(
+    model: nn.Module, verdict: Verdict, clean: CleanData, scale: float, n: int, seed: int, device: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """Pooled features (n×C) and predictions (n,) of clean images under adversarial noise of bound `eps`."""
-    g = make_generator(seed)
+    """Pooled features (n×C) and predictions (n,) of clean images as BAN's verdict computed them.
+
+    The verdict's own final noise is applied, multiplied by `scale` (1 = exactly the verdict's), with the
+    BatchNorm statistics it predicted with (the model's own at scale 0), and the features its statistic
+    reads: (1 − m) ⊙ features for `negative-mask`, the plain features for `no-mask`.
+    """
+    art = verdict.artifacts
+    if not {"noise", "buffers", "mask"} <= set(art):
+        raise BanError("this verdict carries no BAN noise and mask (a baseline's, or read back from JSON); rescan")
     data = clean.sample(n, seed)
-    x, y = data.x.to(device), data.y.to(device)
+    x = data.x.to(device)
     split = get_split(model)
-    noise = NeuronNoise(model, eps)
-    with eval_mode(model):
-        if eps > 0:
-            adversarial_neuron_noise(model, noise, x[:256], y[:256], PGDConfig(steps=10), g)
-        with torch.no_grad(), noise.applied():
-            f = split.features(x)
+    noise = NeuronNoise(model, float(verdict.settings.get("eps", 0.3)))
+    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
+    with torch.no_grad():
+        for t, v in zip(noise.noise_tensors(), art["noise"], strict=True):
+            t.copy_(v.to(t.device) * scale)
+        if scale > 0:
+            for k, b in model.named_buffers():
+                b.copy_(art["buffers"][k].to(b.device))
+    keep = (1 - art["mask"].to(device)) if verdict.settings.get("statistic") == "negative-mask" else 1.0
+    try:
+        with torch.no_grad(), eval_mode(model), noise.applied():
+            f = split.features(x) * keep
             pred = split.head(f).argmax(1)
+    finally:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(saved[k])
     pooled = F.adaptive_avg_pool2d(f, 1).flatten(1) if f.ndim == 4 else f.flatten(1)
     return pooled.cpu(), pred.cpu()
 
 
 def tsne_figure(
     models: list[nn.Module],
+    verdicts: list[Verdict],
     names: list[str],
     clean: CleanData,
     path: Path,
@@ -105,24 +124,46 @@ def tsne_figure(
     seed: int = 0,
     device: str = "auto",
 ) -> Path:
-    """The paper's Figure 1: t-SNE of features at ε = 0, 0.1, 0.2, 0.3, coloured by prediction, a row per model."""
+    """The paper's Figure 1 from the detector's own run: t-SNE of the features its statistic reads under
+    its final noise scaled by 0, 1/3, 2/3 and 1, coloured by prediction, one row per model; the
+    verdict's target (or the argmax class of a clean verdict) is ringed."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
     dev = resolve_device(device)
+    k = clean.num_classes
+    labels = list(clean.images.class_names) or [str(c) for c in range(k)]
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
     fig, axes = plt.subplots(
-        len(models), len(TSNE_EPS), figsize=(3.2 * len(TSNE_EPS), 3.2 * len(models)), squeeze=False
+        len(models), len(TSNE_SCALES), figsize=(3.2 * len(TSNE_SCALES), 3.2 * len(models) + 0.6), squeeze=False
     )
-    for row, (model, name) in enumerate(zip(models, names, strict=True)):
+    for row, (model, verdict, name) in enumerate(zip(models, verdicts, names, strict=True)):
         model.to(dev)
-        for col, eps in enumerate(TSNE_EPS):
-            f, pred = noisy_features(model, clean, eps, n, seed, dev)
-            emb = TSNE(2, init="pca", random_state=seed, perplexity=30, max_iter=500).fit_transform(f.numpy())
+        marked = verdict.target if verdict.target is not None else verdict.details.get("argmax_class")
+        eps = float(verdict.settings.get("eps", 0.3))
+        for col, scale in enumerate(TSNE_SCALES):
+            f, pred = verdict_features(model, verdict, clean, scale, n, seed, dev)
+            emb = TSNE(2, init="pca", random_state=seed, perplexity=min(30, n - 1), max_iter=500).fit_transform(
+                f.numpy()
+            )
             ax = axes[row][col]
-            ax.scatter(emb[:, 0], emb[:, 1], c=pred.numpy(), cmap="tab10", vmin=0, vmax=9, s=5)
+            p = pred.numpy()
+            ax.scatter(emb[:, 0], emb[:, 1], c=[cmap(int(c) % cmap.N) for c in p], s=5)
+            if marked is not None and (p == marked).any():
+                sel = p == marked
+                ax.scatter(emb[sel, 0], emb[sel, 1], facecolors="none", edgecolors="k", s=22, lw=0.5)
+            share = float((p == marked).mean()) if marked is not None else 0.0
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name}\neps {eps}", fontsize=8)
+            ax.set_title(f"{name}\nnoise x{scale:.2f} (eps {eps * scale:.2f}): {share:.0%} -> {marked}", fontsize=8)
+        state = f"flagged, target {verdict.target}" if verdict.backdoored else "clean"
+        axes[row][0].set_ylabel(f"{state} (score {verdict.score:.2f})", fontsize=8)
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=f"{c} {labels[c]}"[:18]) for c in range(k)
+    ]
+    handles.append(plt.Line2D([], [], ls="", marker="o", mfc="none", mec="k", label="target / argmax class"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=0.18)
     return _save(fig, path)
 
 
@@ -132,10 +173,10 @@ def detection_figures(
     """Histogram, mask (BAN) and t-SNE PNGs for one scanned model; baselines write their own figures."""
     directory = Path(directory)
     out = [histogram_figure(verdict, directory / "histogram.png")]
-    mask = getattr(detector, "mask", None)
+    mask = verdict.artifacts.get("mask")
     if isinstance(mask, Tensor):
         out.append(mask_figure(mask, directory / "mask.png"))
-        out.append(tsne_figure([model], [detector.name], clean, directory / "tsne.png", seed=seed))
+        out.append(tsne_figure([model], [verdict], [detector.name], clean, directory / "tsne.png", seed=seed))
     elif hasattr(detector, "save_figures"):
         out.extend(detector.save_figures(directory))
     return out

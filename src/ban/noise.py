@@ -31,13 +31,13 @@ API
 ``noise.ascend(loss, step_size, project)``  one sign-gradient ascent step on δ, ξ for ``loss``
     (computed with the hooks on); no gradient reaches the model's weights.
 ``noise.noise_tensors()`` / ``noise.mask_tensors()``  the leaf tensors, e.g. for an optimiser (ANP).
-``noise.state()`` / ``noise.load_state(s)``  copy out / restore δ, ξ (and m).
 ``recalibrate_running_stats(model, x)``  BatchNorm running statistics re-estimated on `x` as the
     model is now (with the noise applied: the noisy network's own statistics).
 ``adversarial_neuron_noise(model, noise, x, y, PGDConfig(...), generator=g)``
     PGD on clean images: random start U(−ε, ε) (or zero), ``steps`` sign steps of size
     ``step_size`` (default ε/steps) maximising CE(model_noisy(x), y), each followed by a
-    projection to the ε-ball when ``project``. Returns the mean clean-data loss before and after.
+    projection to the ε-ball when ``project``. Leaves δ, ξ in ``noise``; returns the steps taken
+    and their size.
 """
 
 from __future__ import annotations
@@ -161,26 +161,6 @@ class NeuronNoise:
                     t.add_(g.sign(), alpha=step_size)
         if project:
             self.project()
-
-    def state(self) -> dict[str, list[Tensor]]:
-        """A detached copy of δ, ξ (and m)."""
-        s = {
-            "delta": [d.detach().clone() for d in self.delta],
-            "xi": [x.detach().clone() for x in self.xi if x is not None],
-        }
-        if self.mask is not None:
-            s["mask"] = [m.detach().clone() for m in self.mask]
-        return s
-
-    @torch.no_grad()
-    def load_state(self, state: dict[str, list[Tensor]]) -> None:
-        for t, v in zip(self.delta, state["delta"], strict=True):
-            t.copy_(v)
-        for t, v in zip([x for x in self.xi if x is not None], state["xi"], strict=True):
-            t.copy_(v)
-        if self.mask is not None and "mask" in state:
-            for t, v in zip(self.mask, state["mask"], strict=True):
-                t.copy_(v)
 
     def magnitude(self) -> float:
         """max |δ|, |ξ| over all neurons."""
@@ -311,8 +291,8 @@ def adversarial_neuron_noise(
 ) -> dict[str, float]:
     """Maximise CE(model_noisy(x), y) over δ, ξ on one batch `x` (B×C×H×W, on the model's device).
 
-    The model's train/eval mode is the caller's choice. Returns the clean loss (no noise) and
-    the loss under the final noise (both measured in the current mode, without gradient).
+    The model's train/eval mode is the caller's choice. The noise found stays in `noise` (δ, ξ);
+    returns {"steps": the number of sign steps, "step_size": their size}.
     """
     cfg = cfg or PGDConfig()
     step = cfg.step_size if cfg.step_size is not None else noise.eps / max(1, cfg.steps)

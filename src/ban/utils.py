@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ban.errors import BanError
+from ban.version import __version__
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -37,6 +38,18 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     return g
 
 
+@contextlib.contextmanager
+def global_rng_from(generator: torch.Generator) -> Iterator[None]:
+    """Library code in the block that reads torch's global CPU RNG (layer initialisation) draws from
+    `generator` instead, which advances as if it had been drawn from; the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.set_state(generator.get_state())
+        try:
+            yield
+        finally:
+            generator.set_state(torch.default_generator.get_state())
+
+
 def seed_everything(seed: int) -> None:
     """Seed the global RNGs too, for library code (cuDNN, layer init) that reads them."""
     random.seed(seed)
@@ -46,8 +59,6 @@ def seed_everything(seed: int) -> None:
 
 def versions() -> dict[str, str]:
     """Versions recorded in every result."""
-    from ban import __version__
-
     return {
         "ban": __version__,
         "torch": torch.__version__,

@@ -10,6 +10,7 @@ from ban.attacks.base import Attack, PerBatchAttack, PoisonedData, StaticPoisonA
 from ban.attacks.blend import Blend
 from ban.attacks.bpp import Bpp
 from ban.attacks.iad import IAD
+from ban.attacks.implant import IMPLANT_ASR, implant_warning
 from ban.attacks.ssdt import SSDT
 from ban.attacks.wanet import WaNet
 from ban.errors import BanError
@@ -29,15 +30,68 @@ def list_attacks() -> list[str]:
     return sorted(ATTACKS)
 
 
-def create_attack(name: str, **params: Any) -> Attack:
-    """Build a registered attack; unknown parameters and bad values give a BanError."""
+def preset_lines() -> list[str]:
+    """One line per attack preset, `  NAME -p preset=P: key=value, ...` (for `ban info`)."""
+    lines = []
+    for key in list_attacks():
+        for preset, values in ATTACKS[key].PRESETS.items():
+            shown = ", ".join(f"{k}={v}" for k, v in values.items())
+            lines.append(f"  {key} -p preset={preset}: {shown}")
+    return lines
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The registered class of attack `name` (case and `_`/`-` do not matter)."""
     key = name.lower().replace("_", "-")
     if key not in ATTACKS:
         raise BanError(f"unknown attack '{name}'; choose one of {', '.join(list_attacks())}")
+    return ATTACKS[key]
+
+
+def resolve_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with a `preset` key expanded: the preset's values, then the explicit ones on top.
+
+    An explicit None (an unset command-line option such as --poison-rate) does not override a
+    preset's value. The `preset` key itself is kept, so the result still names it.
+    """
+    preset = params.get("preset")
+    if preset is None:
+        return {k: v for k, v in params.items() if k != "preset"}
+    cls = attack_class(name)
+    if preset not in cls.PRESETS:
+        if not cls.PRESETS:
+            raise BanError(f"attack '{cls.name}' has no presets; drop preset={preset}")
+        have = ", ".join(sorted(cls.PRESETS))
+        raise BanError(f"attack '{cls.name}' has no preset '{preset}'; choose one of {have}")
+    values = cls.PRESETS[preset]
+    explicit = {k: v for k, v in params.items() if v is not None or k not in values}
+    return {**values, **explicit}
+
+
+def create_attack(name: str, **params: Any) -> Attack:
+    """Build a registered attack; `preset=NAME` starts from one of its PRESETS. Bad parameters give a BanError."""
+    cls = attack_class(name)
+    resolved = resolve_params(name, params)
+    preset = resolved.pop("preset", None)
     try:
-        return ATTACKS[key](**params)
+        attack = cls(**resolved)
     except (TypeError, ValueError) as exc:
-        raise BanError(f"bad parameters for attack '{key}': {exc}") from exc
+        raise BanError(f"bad parameters for attack '{cls.name}': {exc}") from exc
+    attack.preset = preset
+    return attack
 
 
-__all__ = ["ATTACKS", "Attack", "PerBatchAttack", "PoisonedData", "StaticPoisonAttack", "create_attack", "list_attacks"]
+__all__ = [
+    "ATTACKS",
+    "IMPLANT_ASR",
+    "Attack",
+    "PerBatchAttack",
+    "PoisonedData",
+    "StaticPoisonAttack",
+    "attack_class",
+    "create_attack",
+    "implant_warning",
+    "list_attacks",
+    "preset_lines",
+    "resolve_params",
+]

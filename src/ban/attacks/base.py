@@ -49,6 +49,9 @@ class Attack(nn.Module):
     name: ClassVar[str] = "attack"
     #: default fraction of training data (or of each batch) that is poisoned
     default_poison_rate: ClassVar[float] = 0.1
+    #: named sets of constructor arguments (`create_attack(name, preset="cpu")`, `-p preset=cpu`);
+    #: explicit arguments override a preset's values. The defaults stay the paper's.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(
         self,
@@ -74,6 +77,7 @@ class Attack(nn.Module):
         self.victim = None if victim is None else int(victim)
         self.num_classes: int | None = None
         self.image_shape: tuple[int, int, int] | None = None
+        self.preset: str | None = None  # set by `create_attack` when the parameters came from a preset
 
     # ------------------------------------------------------------------ description
     def params(self) -> dict[str, Any]:
@@ -81,9 +85,11 @@ class Attack(nn.Module):
         return {"target": self.target, "mode": self.mode, "poison_rate": self.poison_rate, "victim": self.victim}
 
     def describe(self) -> dict[str, Any]:
+        """Name, parameters (a preset's already expanded), the preset's name, image shape and classes."""
         return {
             "name": self.name,
             "params": self.params(),
+            "preset": self.preset,
             "image_shape": self.image_shape,
             "num_classes": self.num_classes,
         }

@@ -88,10 +88,15 @@ class IAD(PerBatchAttack):
 
     Source-specific mode (SSDT, see ssdt.py): every victim image of the batch is added with its
     trigger and the target label; as many of the following images get cross triggers.
+
+    Preset `cpu` (a few epochs, docs/attacks.md): mask_epochs=5 (25 is five times a whole CPU
+    schedule) and poison_rate=0.2; G's learning rate still drops at the paper's fractions of the
+    epochs, so G settles before the classifier's last epochs.
     """
 
     name: ClassVar[str] = "iad"
     default_poison_rate: ClassVar[float] = 0.1
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"mask_epochs": 5, "poison_rate": 0.2}}
 
     def __init__(
         self,
@@ -191,6 +196,10 @@ class IAD(PerBatchAttack):
     def num_extra(self, n: int, n_bd: int) -> int:
         return int(n * self.cross_rate)
 
+    def num_cross_source_specific(self, n_bd: int) -> int:
+        """Cross samples of a source-specific batch with `n_bd` victims: as many (TED)."""
+        return n_bd
+
     # ------------------------------------------------------------------ training
     def pretrain_mask(self, x: Tensor, epochs: int, generator: torch.Generator, batch_size: int = 128) -> None:
         """Train M alone on images `x` (stage 1 of IAD), then freeze it."""
@@ -233,8 +242,9 @@ class IAD(PerBatchAttack):
             # TED's SSDT batch: all victims triggered (added), cross triggers on the next positions, rest clean
             bd_src = x[y == self.victim]
             nb = len(bd_src)
-            cross = torch.arange(nb, min(2 * nb, n), device=x.device)
-            clean = torch.arange(min(2 * nb, n), n, device=x.device)
+            end = min(nb + self.num_cross_source_specific(nb), n)
+            cross = torch.arange(nb, end, device=x.device)
+            clean = torch.arange(end, n, device=x.device)
             bd_y = torch.full((nb,), self.target, dtype=y.dtype, device=y.device)
         else:
             bd, cross = self.batch_roles(y)

@@ -14,7 +14,7 @@ KINDS = ("train", "detect", "mitigate")
 class RunDisplay:
     """Rows train / detect / mitigate with done/total and what runs now; a log line per finished task.
 
-    Silent when `quiet`.
+    Silent when `quiet`, except for warnings (a backdoor that did not take).
     """
 
     def __init__(self, tasks: list[Task], done: set[str], quiet: bool = False) -> None:
@@ -67,6 +67,9 @@ class RunDisplay:
         self.running[task.kind].discard(task.id)
         if not outcome.ok:
             self.failed += 1
+        if outcome.warning:
+            console = self._progress.console if self._progress is not None else self.console
+            console.print(f"warning: {outcome.warning}", soft_wrap=True, markup=False, highlight=False)
         if self._progress is None:
             return
         if outcome.ok:

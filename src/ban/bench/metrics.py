@@ -9,7 +9,10 @@ Conventions (the paper's, made explicit):
   out of N (false alarms);
 - Acc. (attack row) = (detected backdoored + correct clean) / (backdoored + clean) over that
   attack's models and the clean models of the same architecture; Acc. (clean row) = correct
-  clean / clean.
+  clean / clean;
+- a poisoned model counts as backdoored only when its ASR (source-specific attacks: on the
+  victim class) reaches the spec's `min_asr` (0.8); a weaker one is "not implanted" and is
+  counted neither as backdoored nor as clean: the report lists it apart (`not_implanted`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ban.attacks.implant import implanted
+
 FPR_BUDGET = 0.05
+
+
+def not_implanted(models: Iterable[dict[str, Any]], min_asr: float) -> set[str]:
+    """Ids of the poisoned models whose ASR stays below `min_asr` (or was never measured)."""
+    return {m["id"] for m in models if m["backdoored"] and not implanted(m.get("asr"), min_asr)}
 
 
 def is_correct(result: dict[str, Any]) -> bool:

@@ -123,8 +123,14 @@ def _data_key(spec: BenchSpec) -> dict[str, Any]:
 
 
 def _attack_params(atk: AttackSpec, i: int) -> dict[str, Any]:
-    """The i-th model's attack parameters: the spec's, with the target cycling over `targets`."""
-    params = dict(atk.params)
+    """The i-th model's attack parameters: the spec's, with the target cycling over `targets`.
+
+    A `preset` is expanded into its values (and still named), so the model's key hashes the
+    values it is trained with: a preset whose values change later does not reuse old models.
+    """
+    from ban.attacks import resolve_params
+
+    params = resolve_params(atk.name, dict(atk.params)) if "preset" in atk.params else dict(atk.params)
     if atk.targets:
         params["target"] = atk.targets[i % len(atk.targets)]
     return params

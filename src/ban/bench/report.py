@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from ban.bench.metrics import (
     is_correct,
     labels_and_scores,
     mean_std,
+    not_implanted,
     tpr_at_fpr,
 )
 from ban.bench.plan import CLEAN
@@ -52,6 +53,35 @@ def _detectors(res: BenchResults) -> list[str]:
     return [d.column for d in res.spec.detectors]
 
 
+@dataclass
+class ImplantGate:
+    """Which poisoned models the detection and mitigation tables count: those with ASR ≥ `min_asr`."""
+
+    min_asr: float
+    weak: set[str]  # ids of the poisoned models below it ("not implanted")
+
+    @classmethod
+    def of(cls, res: BenchResults) -> ImplantGate:
+        return cls(res.spec.min_asr, not_implanted(res.models, res.spec.min_asr))
+
+    def counted(self, res: BenchResults) -> BenchResults:
+        """`res` without the detections and mitigations of not-implanted models (the zoo keeps every model)."""
+
+        def keep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [r for r in rows if r["model"]["id"] not in self.weak]
+
+        return replace(res, detections=keep(res.detections), mitigations=keep(res.mitigations))
+
+    def note(self) -> str:
+        """The sentence under every detection table."""
+        rule = f"Backdoored = poisoned with ASR ≥ {self.min_asr:g} (the spec's min_asr)"
+        n = len(self.weak)
+        if not n:
+            return f"{rule}; no poisoned model fell below it."
+        which = "1 weaker poisoned model is" if n == 1 else f"{n} weaker poisoned models are"
+        return f"{rule}; {which} counted neither as backdoored nor as clean (table 'Not implanted')."
+
+
 def _by(results: list[dict[str, Any]], **where: str) -> list[dict[str, Any]]:
     out = []
     for r in results:
@@ -60,8 +90,11 @@ def _by(results: list[dict[str, Any]], **where: str) -> list[dict[str, Any]]:
     return out
 
 
-def detection_table(res: BenchResults) -> Table:
-    """Rows: attack (and clean); columns: detector x architecture, each a Bd. and an Acc. cell."""
+def detection_table(res: BenchResults, gate: ImplantGate) -> Table:
+    """Rows: attack (and clean); columns: detector x architecture, each a Bd. and an Acc. cell.
+
+    `res` holds the counted results only (`ImplantGate.counted`); `gate` writes the note.
+    """
     archs, dets = _archs(res), _detectors(res)
     headers = ["Attack"]
     cols: list[tuple[str, str]] = []
@@ -75,7 +108,8 @@ def detection_table(res: BenchResults) -> Table:
         "Detection: Bd. = backdoored models detected with the right target / N (clean row: flagged / N); "
         "Acc. = detection accuracy over backdoored and clean models",
         headers,
-        note="Acc. of an attack row counts that attack's models and the clean models of the same architecture.",
+        note="Acc. of an attack row counts that attack's models and the clean models of the same architecture. "
+        + gate.note(),
     )
     for g in _groups(res):
         row = [g]
@@ -90,8 +124,11 @@ def detection_table(res: BenchResults) -> Table:
     return table
 
 
-def roc_table(res: BenchResults, n_boot: int) -> Table:
-    """Per detector over the whole zoo: AUROC and TPR at 5% FPR with bootstrap 95% CIs, detection rate."""
+def roc_table(res: BenchResults, n_boot: int, gate: ImplantGate) -> Table:
+    """Per detector over the whole zoo: AUROC and TPR at 5% FPR with bootstrap 95% CIs, detection rate.
+
+    `res` holds the counted results only (`ImplantGate.counted`); `gate` writes the note.
+    """
     table = Table(
         "roc",
         f"Score-based detection over the zoo: AUROC and TPR at {FPR_BUDGET:.0%} FPR "
@@ -110,7 +147,7 @@ def roc_table(res: BenchResults, n_boot: int) -> Table:
             "Accuracy",
         ],
         note="Backdoored models are positives; the verdict's continuous score ranks them. Detected = flagged with the "
-        "right target; Accuracy = correct verdicts over all models.",
+        "right target; Accuracy = correct verdicts over all models. " + gate.note(),
     )
     for det in _detectors(res):
         rows = _by(res.detections, method=det)
@@ -149,25 +186,62 @@ def time_table(res: BenchResults) -> Table:
     return table
 
 
-def zoo_table(res: BenchResults) -> Table:
-    """BA and ASR (mean±std over the models) of the zoo, per attack and architecture."""
+def zoo_table(res: BenchResults, gate: ImplantGate) -> Table:
+    """BA and ASR (mean±std over all the models) of the zoo, per attack and architecture, and how many implanted."""
     archs = _archs(res)
     headers = ["Attack"]
     for arch in archs:
         name = "" if len(archs) == 1 else f" ({arch})"
-        headers += [f"N{name}", f"BA{name}", f"ASR{name}"]
-    table = Table("zoo", "The zoo: benign accuracy (BA) and attack success rate (ASR), mean±std over models", headers)
+        headers += [f"N{name}", f"BA{name}", f"ASR{name}", f"Implanted{name}"]
+    table = Table(
+        "zoo",
+        "The zoo: benign accuracy (BA) and attack success rate (ASR), mean±std over models",
+        headers,
+        note=f"Implanted = models with ASR ≥ {gate.min_asr:g} (source-specific attacks: on the victim class); "
+        "BA and ASR are over all models.",
+    )
     for g in _groups(res):
         row = [g]
         for arch in archs:
             models = [m for m in res.models if m["group"] == g and m["arch_label"] == arch]
-            row += [str(len(models)), mean_std(m["ba"] for m in models), mean_std(m["asr"] for m in models)]
+            strong = sum(m["id"] not in gate.weak for m in models)
+            implanted = f"{strong}/{len(models)}" if g != CLEAN and models else "-"
+            row += [str(len(models)), mean_std(m["ba"] for m in models), mean_std(m["asr"] for m in models), implanted]
         table.rows.append(row)
     return table
 
 
-def mitigation_table(res: BenchResults) -> Table:
-    """Rows: attack (x architecture); columns: BA / ASR before, then after each method, and its time."""
+def not_implanted_table(res: BenchResults, gate: ImplantGate) -> Table:
+    """The poisoned models below `min_asr`, with what each detector said of them (not counted anywhere)."""
+    dets = _detectors(res)
+    table = Table(
+        "not-implanted",
+        f"Not implanted: poisoned models with ASR < {gate.min_asr:g}, counted neither as backdoored nor as clean",
+        ["Attack", "Architecture", "Model", "Target", "BA", "ASR", *dets],
+        note="ASR of a source-specific attack is on its victim class. A detector's cell: its verdict on the model "
+        "(for information only). More epochs, or the attack's `preset: cpu` where it has one, help "
+        "(docs/attacks.md).",
+    )
+    for m in res.models:
+        if m["id"] not in gate.weak:
+            continue
+        verdicts = {r["method"]: r["verdict"] for r in res.detections if r["model"]["id"] == m["id"]}
+        cells = []
+        for det in dets:
+            v = verdicts.get(det)
+            cells.append("-" if v is None else (f"flagged, target {v['target']}" if v["backdoored"] else "not flagged"))
+        target = "-" if m.get("target") is None else str(m["target"])
+        if m.get("victim") is not None:
+            target += f" (victim {m['victim']})"
+        table.rows.append([m["group"], m["arch_label"], m["id"], target, _fmt(m["ba"]), _fmt(m["asr"]), *cells])
+    return table
+
+
+def mitigation_table(res: BenchResults, gate: ImplantGate) -> Table:
+    """Rows: attack (x architecture); columns: BA / ASR before, then after each method, and its time.
+
+    `res` holds the counted results only (`ImplantGate.counted`).
+    """
     methods = [m.column for m in res.spec.mitigations]
     archs = _archs(res)
     headers = ["Attack", "N", "Before BA / ASR"]
@@ -177,6 +251,7 @@ def mitigation_table(res: BenchResults) -> Table:
         "mitigation",
         "Mitigation: BA / ASR on the test set before and after each method (mean over the N mitigated models)",
         headers,
+        note=f"Only models with ASR ≥ {gate.min_asr:g} before mitigation are counted.",
     )
     for g in [a.row for a in res.spec.attacks]:
         for arch in archs:
@@ -201,11 +276,16 @@ def _mean(values: Any, digits: int = 3) -> str:
 
 
 def build_tables(res: BenchResults, n_boot: int = 1000) -> list[Table]:
-    tables = [zoo_table(res)]
+    """The report's tables; detection and mitigation count only implanted backdoors (see `ImplantGate`)."""
+    gate = ImplantGate.of(res)
+    counted = gate.counted(res)
+    tables = [zoo_table(res, gate)]
+    if gate.weak:
+        tables.append(not_implanted_table(res, gate))
     if res.spec.detectors:
-        tables += [detection_table(res), roc_table(res, n_boot), time_table(res)]
+        tables += [detection_table(counted, gate), roc_table(counted, n_boot, gate), time_table(res)]
     if res.spec.mitigations and res.spec.attacks:
-        tables.append(mitigation_table(res))
+        tables.append(mitigation_table(counted, gate))
     return tables
 
 
@@ -217,7 +297,8 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
     folder = out / "report"
     tables = build_tables(res, n_boot)
     written = WrittenReport(folder / "report.md")
-    by_det = {d: _by(res.detections, method=d) for d in _detectors(res)}
+    counted = ImplantGate.of(res).counted(res)  # the figures count what the detection tables count
+    by_det = {d: _by(counted.detections, method=d) for d in _detectors(res)}
     figures = [
         roc_figure(by_det, folder / "roc.png"),
         heatmap_figure(by_det, _groups(res), CLEAN, folder / "heatmap.png"),
@@ -242,6 +323,8 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
         csv_path = folder / "tables" / f"{t.name}.csv"
         atomic_write_text(csv_path, t.to_csv())
         written.files.append(csv_path)
+    for stale in set((folder / "tables").glob("*.csv")) - set(written.files):  # e.g. no model is weak any more
+        stale.unlink()
     for fig in figures:
         if fig is not None:
             md.append(f"![{fig.stem}]({fig.name})\n")

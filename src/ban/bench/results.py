@@ -29,6 +29,7 @@ class BenchResults:
 
 def _model_row(job: ModelJob, meta: dict[str, Any]) -> dict[str, Any]:
     train = meta.get("train") or {}
+    attack = (meta.get("attack") or {}).get("params", {})
     return {
         "id": job.id,
         "group": job.group,
@@ -36,6 +37,7 @@ def _model_row(job: ModelJob, meta: dict[str, Any]) -> dict[str, Any]:
         "backdoored": job.backdoored,
         "seed": job.seed,
         "target": meta.get("target"),
+        "victim": attack.get("victim"),
         "ba": meta.get("ba"),
         "asr": meta.get("asr"),
         "train_seconds": train.get("seconds"),

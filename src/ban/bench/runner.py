@@ -21,13 +21,14 @@ from ban.bench.work import Context, Outcome
 
 @dataclass
 class RunSummary:
-    """Counts of a run: tasks in the spec, found finished, run now, failed (with their errors)."""
+    """Counts of a run: tasks in the spec, found finished, run now, failed (with their errors), warnings."""
 
     total: int
     cached: int
     ran: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,8 @@ def _finish(
     task: Task, outcome: Outcome, done: set[str], failed_deps: set[str], summary: RunSummary, display: RunDisplay
 ) -> None:
     display.finished(task, outcome)
+    if outcome.warning:
+        summary.warnings.append(outcome.warning)
     if outcome.ok:
         done.add(task.id)
         summary.ran += 1

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ban.attacks.implant import IMPLANT_ASR
 from ban.errors import BanError
 
 
@@ -115,7 +116,12 @@ class Resources(_Strict):
 
 
 class BenchSpec(_Strict):
-    """A whole benchmark: a zoo of models, the detectors run on each, the mitigations run on the backdoored ones."""
+    """A whole benchmark: a zoo of models, the detectors run on each, the mitigations run on the backdoored ones.
+
+    `min_asr`: the ASR a poisoned model needs for the report to count it as backdoored; weaker
+    ones are listed apart and counted neither as backdoored nor as clean (it shapes the report
+    only, so it is not part of the fingerprint: changing it keeps the folder's results).
+    """
 
     name: str
     description: str = ""
@@ -131,6 +137,17 @@ class BenchSpec(_Strict):
     clean_samples: CleanSamples = Field(default_factory=CleanSamples)
     device: str = "auto"
     resources: Resources = Field(default_factory=Resources)
+    min_asr: float = IMPLANT_ASR
+
+    @field_validator("min_asr")
+    @classmethod
+    def _min_asr_in_unit_interval(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(
+                f"key 'min_asr' must lie in (0, 1), got {v:g}: it is the ASR a poisoned model needs to count "
+                f"as backdoored (default {IMPLANT_ASR:g})"
+            )
+        return v
 
     @field_validator("architectures", mode="before")
     @classmethod
@@ -167,8 +184,16 @@ class BenchSpec(_Strict):
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the results (not the name, description, data_dir, device or resources)."""
-        skip = {"name": True, "description": True, "device": True, "resources": True, "data": {"data_dir"}}
+        """Hash of everything that shapes the results (not the name, description, data_dir, device, resources or
+        min_asr, which shapes only the report)."""
+        skip = {
+            "name": True,
+            "description": True,
+            "device": True,
+            "resources": True,
+            "min_asr": True,
+            "data": {"data_dir"},
+        }
         d = self.model_dump(mode="json", exclude=skip)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -36,13 +36,14 @@ class Context:
 
 @dataclass
 class Outcome:
-    """What a worker reports back about one task."""
+    """What a worker reports back about one task (`warning`: a trained backdoor that did not take)."""
 
     task_id: str
     ok: bool
     seconds: float
     summary: str = ""
     error: str = ""
+    warning: str = ""
 
 
 @lru_cache(maxsize=4)
@@ -110,21 +111,26 @@ def model_record(job: ModelJob, meta: dict[str, Any]) -> dict[str, Any]:
         "backdoored": job.backdoored,
         "target": params.get("target") if job.backdoored else None,
         "mode": params.get("mode") if job.backdoored else None,
+        "victim": params.get("victim") if job.backdoored else None,
         "ba": meta.get("ba"),
         "asr": meta.get("asr"),
     }
 
 
-def train(job: ModelJob, ctx: Context) -> str:
-    """Train one model of the zoo on the attacker's part and save it with its BA/ASR."""
-    from ban.attacks import create_attack
+def train(job: ModelJob, ctx: Context) -> tuple[str, str]:
+    """Train one model of the zoo on the attacker's part and save it with its BA/ASR.
+
+    Returns (summary, warning); the warning is not empty when a backdoor ended below the ASR
+    the report needs (the model is written all the same, and the report lists it apart).
+    """
+    from ban.attacks import create_attack, implant_warning
     from ban.checkpoint import model_metadata, save_model
     from ban.models import create_model
     from ban.train import TrainConfig, train_model
 
     path = job.path(Path(ctx.out))
     if path.exists():
-        return "already trained"
+        return "already trained", ""
     data = attacker_part(job, ctx)
     test = test_set(job, ctx)
     attack = create_attack(job.attack, **job.attack_params) if job.attack else None
@@ -150,7 +156,8 @@ def train(job: ModelJob, ctx: Context) -> str:
     )
     save_model(path, model.cpu(), meta, attack.cpu() if attack is not None else None)
     asr = f" ASR {report.test.asr:.3f}" if report.test.asr is not None else ""
-    return f"BA {report.test.ba:.3f}{asr}"
+    warning = implant_warning(attack, report.test.asr, "bench") if attack is not None else None
+    return f"BA {report.test.ba:.3f}{asr}", f"{job.id}: {warning}" if warning else ""
 
 
 def detect(job: MethodJob, ctx: Context) -> str:
@@ -208,10 +215,11 @@ def execute(task: Task, ctx: Context) -> Outcome:
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
     start = time.perf_counter()
+    warning = ""
     try:
         if task.kind == "train":
             assert isinstance(task.job, ModelJob)
-            summary = train(task.job, ctx)
+            summary, warning = train(task.job, ctx)
         elif task.kind == "detect":
             assert isinstance(task.job, MethodJob)
             summary = detect(task.job, ctx)
@@ -223,4 +231,4 @@ def execute(task: Task, ctx: Context) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - a task's crash is reported, the benchmark goes on
         tb = traceback.format_exc(limit=3).strip().splitlines()
         return Outcome(task.id, False, time.perf_counter() - start, error=f"{type(exc).__name__}: {exc} [{tb[-1]}]")
-    return Outcome(task.id, True, time.perf_counter() - start, summary=summary)
+    return Outcome(task.id, True, time.perf_counter() - start, summary=summary, warning=warning)

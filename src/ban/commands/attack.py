@@ -9,7 +9,7 @@ import typer
 from ban.attacks import ATTACKS, create_attack
 from ban.attacks.preview import pick_images, prepare_preview, save_preview, trigger_row
 from ban.checkpoint import load_model
-from ban.commands.common import DataDirOpt, SeedOpt, console, maybe_subset, parse_params
+from ban.commands.common import DataDirOpt, SeedOpt, check_output_file, console, maybe_subset, parse_params
 from ban.data import load_dataset
 from ban.errors import BanError
 
@@ -34,6 +34,7 @@ def preview(
     seed: int = SeedOpt,
 ) -> None:
     """Draw a grid of clean test images above their triggered versions (one or all attacks)."""
+    check_output_file(out, "--out", "triggers.png")
     rows = []
     if model is not None:
         ckpt = load_model(model)

@@ -74,3 +74,31 @@ def _write_report(out: Path, quiet: bool, bootstrap: int = 1000) -> None:
         for line in written.warnings:
             console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {', '.join(str(p) for p in written.files)}", soft_wrap=True)
+
+
+@app.command("reference")
+def reference_cmd(
+    out: Path = typer.Argument(..., help="A folder written by `ban bench run`."),
+    file: Path = typer.Option(..., "--out", "-o", help="Where to write the reference file (JSON)."),
+) -> None:
+    """Write the clean models' scores per detector and architecture, for `ban detect --reference FILE`."""
+    from ban.bench.results import load_results
+    from ban.bench.store import load_bench_spec
+    from ban.calibration import MIN_CLEAN, references_from_detections, save_references
+    from ban.checkpoint import read_metadata
+
+    if not out.is_dir():
+        raise BanError(f"{out} not found; pass the --out folder of `ban bench run`")
+    spec = load_bench_spec(out)
+    res = load_results(spec, out)
+    clean = [r for r in res.detections if not r["model"].get("backdoored")]
+    if not clean:
+        raise BanError(f"{out} has no detection results on clean models; add clean_models to the spec and run it")
+    first = out / "models" / f"{clean[0]['model']['id']}.safetensors"
+    dataset = read_metadata(first).get("dataset") or spec.data.dataset
+    refs = references_from_detections(clean, str(dataset), spec.name)
+    save_references(file, refs)
+    for r in refs:
+        few = f"  (fewer than {MIN_CLEAN}: `ban detect` will refuse it)" if len(r.clean_scores) < MIN_CLEAN else ""
+        console.print(f"{r.label}: {len(r.clean_scores)} clean scores, highest {max(r.clean_scores):.3f}{few}")
+    console.print(f"reference: {file}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,44 @@ DataDirOpt = typer.Option(
 SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N].")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+InputSizeOpt = typer.Option(
+    None, "--input-size", help="Image side in px of a plain state dict (default: taken from the data)."
+)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path(path.absolute().anchor)
+
+
+def check_output_file(path: Path | None, flag: str, example: str = "model.safetensors") -> None:
+    """Refuse, before any work starts, an output file path that cannot be written (a folder, a FIFO, ...)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise BanError(f"{flag} {path} is a folder; pass a file path, e.g. {path / example}")
+    if path.exists() and not path.is_file():
+        raise BanError(f"{flag} {path} exists and is not a regular file; pass a new file path")
+    _check_parent(path, flag)
+
+
+def check_output_dir(path: Path | None, flag: str) -> None:
+    """Refuse, before any work starts, an output folder path that names a file or lies below one."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise BanError(f"{flag} {path} exists and is not a folder; pass a folder path")
+    _check_parent(path, flag)
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    anc = path.parent if path.parent.exists() else _existing_ancestor(path)
+    if not anc.is_dir():
+        raise BanError(f"{flag} {path}: {anc} is a file, not a folder; pass a path inside a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise BanError(f"{flag} {path}: folder {anc} is not writable; pass a path you can write to")
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:

@@ -7,9 +7,21 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ban.calibration import Reference
 from ban.checkpoint import Checkpoint, load_model
 from ban.clean_data import CleanData
-from ban.commands.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, attacker_and_defender, console, parse_params
+from ban.commands.common import (
+    DataDirOpt,
+    DeviceOpt,
+    InputSizeOpt,
+    QuietOpt,
+    SeedOpt,
+    attacker_and_defender,
+    check_output_dir,
+    check_output_file,
+    console,
+    parse_params,
+)
 from ban.data import ImageData, balanced_sample
 from ban.detectors import Verdict, create_detector
 from ban.errors import BanError
@@ -21,8 +33,8 @@ def checkpoints_in(path: Path) -> list[Path]:
     """`path` itself, or the checkpoints inside a folder (sorted)."""
     if not path.exists():
         raise BanError(f"{path} not found; pass a checkpoint file or a folder of checkpoints")
-    if path.is_file():
-        return [path]
+    if not path.is_dir():
+        return [path]  # a file, or something that is not one: the checkpoint reader says which
     found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
     if not found:
         raise BanError(f"folder {path} holds no checkpoints ({', '.join(CHECKPOINT_SUFFIXES)})")
@@ -34,6 +46,7 @@ def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | N
     _, pool = attacker_and_defender(data, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
     sample: ImageData = pool if n is None or n >= len(pool) else balanced_sample(pool, n, seed)
     clean = CleanData.from_images(sample)
+    ckpt.adopt_input_size(clean.image_shape)  # a plain state dict scans at its data's size
     clean.check_fits(ckpt.num_classes, ckpt.input_shape)
     return clean
 
@@ -41,6 +54,26 @@ def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | N
 def histogram_line(counts: list[int]) -> str:
     total = max(1, sum(counts))
     return "  ".join(f"{c}:{n}" + ("*" if n == max(counts) else "") for c, n in enumerate(counts)) + f"  (of {total})"
+
+
+def with_calibration(v: Verdict, refs: list[Reference], ckpt: Checkpoint, clean: CleanData, source: str) -> Verdict:
+    """The verdict with its score's rank among the reference's clean models (details["calibration"])."""
+    from dataclasses import replace
+
+    from ban.calibration import calibrate, select_reference
+
+    meta = ckpt.meta
+    ref = select_reference(
+        refs,
+        v.detector,
+        str(meta.get("arch")),
+        float(meta.get("width", 1.0)),
+        clean.images.name,
+        ckpt.num_classes,
+        v.settings,
+        source,
+    )
+    return replace(v, details={**v.details, "calibration": calibrate(ref, v.score).to_dict()})
 
 
 def print_verdict(name: str, v: Verdict) -> None:
@@ -54,6 +87,8 @@ def print_verdict(name: str, v: Verdict) -> None:
         t = int(v.details["scores_per_class"].index(max(v.details["scores_per_class"])))
         rates = "  ".join(f"{c}:{r:.2f}" for c, r in enumerate(v.details["flip_rates"]) if c != t)
         console.print(f"  share of each class sent to class {t} (score = median): {rates}")
+    if "calibration" in v.details:
+        console.print(f"  score {v.score:.3f}: {v.details['calibration']['text']}")
     if "histogram" in v.details and "histogram_no_mask" not in v.details:
         console.print(f"  histogram: {histogram_line(v.details['histogram'])}")
 
@@ -75,6 +110,10 @@ def detect(
     figures: Path = typer.Option(None, "--figures", help="Folder for PNG figures (histogram, mask, t-SNE)."),
     fail_on_backdoor: bool = typer.Option(False, "--fail-on-backdoor", help="Exit 1 when a model is flagged."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
+    input_size: int = InputSizeOpt,
+    reference: Path = typer.Option(
+        None, "--reference", help="Clean-model scores (`ban bench reference`): rank the score among them."
+    ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -82,20 +121,29 @@ def detect(
     """Scan a model for a backdoor and print the verdict and the prediction histogram under noise."""
     import json
 
+    check_output_file(json_out, "--json", "verdict.json")
+    check_output_dir(figures, "--figures")
     paths = checkpoints_in(model)
+    refs = None
+    if reference is not None:
+        from ban.calibration import load_references
+
+        refs = load_references(reference)
     settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **parse_params(param)}
     if detector.lower() == "ban":
         settings["preset"] = preset
     verdicts: list[tuple[str, Verdict]] = []
     loaded: list[tuple[Checkpoint, CleanData]] = []
     for path in paths:
-        ckpt = load_model(path, arch=arch)
+        ckpt = load_model(path, arch=arch, input_size=input_size)
         name = data or ckpt.meta.get("dataset")
         if not name:
             raise BanError(f"{path.name} does not name its dataset; pass --data")
         clean = defender_pool(ckpt, name, data_dir, clean_samples, seed)
         det = create_detector(detector, **settings)
         verdict = det.detect(ckpt.model, clean)
+        if refs is not None:
+            verdict = with_calibration(verdict, refs, ckpt, clean, str(reference))
         verdicts.append((path.name, verdict))
         loaded.append((ckpt, clean))
         print_verdict(path.name, verdict)
@@ -119,8 +167,8 @@ def detect(
     if figures is not None and len(loaded) == 2 and detector.lower() == "ban":
         from ban.figures import tsne_figure
 
-        models, names = [c.model for c, _ in loaded], [n for n, _ in verdicts]
-        console.print(f"  figure: {tsne_figure(models, names, loaded[0][1], figures / 'tsne.png', seed=seed)}")
+        models, names, found = [c.model for c, _ in loaded], [n for n, _ in verdicts], [v for _, v in verdicts]
+        console.print(f"  figure: {tsne_figure(models, found, names, loaded[0][1], figures / 'tsne.png', seed=seed)}")
     if json_out is not None:
         from ban.utils import atomic_write_text
 

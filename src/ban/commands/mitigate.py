@@ -8,7 +8,17 @@ import typer
 
 from ban.checkpoint import load_model, save_model
 from ban.clean_data import CleanData
-from ban.commands.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, attacker_and_defender, console, parse_params
+from ban.commands.common import (
+    DataDirOpt,
+    DeviceOpt,
+    InputSizeOpt,
+    QuietOpt,
+    SeedOpt,
+    attacker_and_defender,
+    check_output_file,
+    console,
+    parse_params,
+)
 from ban.data import load_dataset
 from ban.errors import BanError
 from ban.evaluate import EvalReport
@@ -40,6 +50,7 @@ def mitigate(
     param: list[str] = typer.Option(None, "--param", help="Extra method setting key=value (repeatable)."),
     test_subset: int = typer.Option(None, "--test-subset", help="Measure BA/ASR on N test images."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
+    input_size: int = InputSizeOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -47,12 +58,14 @@ def mitigate(
     """Repair MODEL on the defender's clean data; print BA/ASR before and after; save a checkpoint `ban eval` loads."""
     from ban.commands.common import maybe_subset
 
-    ckpt = load_model(model, arch=arch)
+    check_output_file(out, "--out")
+    ckpt = load_model(model, arch=arch, input_size=input_size)
     name = data or ckpt.meta.get("dataset")
     if not name:
         raise BanError(f"{model.name} does not name its dataset; pass --data")
     _, pool = attacker_and_defender(name, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
     clean = CleanData.from_images(pool)
+    ckpt.adopt_input_size(clean.image_shape)  # a plain state dict is repaired at its data's size
     clean.check_fits(ckpt.num_classes, ckpt.input_shape)
     test = maybe_subset(load_dataset(name, "test", data_dir), test_subset, seed)
     mitigation = create_mitigation(method, seed=seed, device=device, quiet=quiet, budget=budget, **parse_params(param))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ban.attacks import create_attack
+from ban.attacks import create_attack, implant_warning
 from ban.checkpoint import model_metadata, save_model
 from ban.commands.common import (
     DataDirOpt,
@@ -15,7 +15,9 @@ from ban.commands.common import (
     QuietOpt,
     SeedOpt,
     attacker_and_defender,
+    check_output_file,
     console,
+    err_console,
     maybe_subset,
     parse_params,
 )
@@ -28,7 +30,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the .safetensors checkpoint."),
     data: str = DataOpt,
     data_dir: Path = DataDirOpt,
-    arch: str = typer.Option("resnet18", "--arch", help="Architecture (see `ban info --models`)."),
+    arch: str = typer.Option("resnet18", "--arch", help="Architecture (`ban info` lists them)."),
     width: float = typer.Option(1.0, "--width", help="Channel width multiplier (0.25 for CPU runs)."),
     epochs: int = typer.Option(5, "--epochs"),
     batch_size: int = typer.Option(128, "--batch-size"),
@@ -38,7 +40,7 @@ def train(
     subset: int = typer.Option(None, "--subset", help="Train on a class-balanced subset of N images."),
     test_subset: int = typer.Option(None, "--test-subset", help="Evaluate on N test images."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Switch off crop/flip augmentation."),
-    attack: str = typer.Option(None, "--attack", help="Poison with this attack (see `ban info --attacks`)."),
+    attack: str = typer.Option(None, "--attack", help="Poison with this attack (`ban info` lists them)."),
     target: int = typer.Option(0, "--target", help="Attack target class."),
     mode: str = typer.Option("all2one", "--mode", help="all2one, all2all or source-specific."),
     poison_rate: float = typer.Option(None, "--poison-rate", help="Fraction poisoned (default: the attack's)."),
@@ -50,6 +52,7 @@ def train(
     quiet: bool = QuietOpt,
 ) -> None:
     """Train a model on the attacker's 90% of the training set (poisoned when --attack is given)."""
+    check_output_file(out, "--out")
     train_part, _ = attacker_and_defender(data, data_dir, split_seed)
     train_part = maybe_subset(train_part, subset, seed)
     test = maybe_subset(load_dataset(data, "test", data_dir), test_subset, seed)
@@ -98,3 +101,6 @@ def train(
         f"[bold]{arch}[/] w{width} on {len(train_part)} images, {epochs} epochs, {report.seconds:.0f} s: {line}"
     )
     console.print(f"saved {out}")
+    warning = implant_warning(atk, report.test.asr) if atk is not None else None
+    if warning:
+        err_console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)

@@ -1,13 +1,11 @@
 """CIFAR-10 from a user's folder: `cifar-10-batches-bin` (raw bytes) or `cifar-10-batches-py` (pickled).
 
-The python layout is a pickle. It is read with a restricted unpickler that admits only the
-numpy pieces those files contain, so a malicious file cannot run code.
+The python layout is a pickle. It is read with `ban.untrusted`'s restricted unpickler, which
+admits only the numpy pieces those files contain, so a malicious file cannot run code.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +13,11 @@ import numpy as np
 
 from ban.data.dataset import ImageData, from_uint8
 from ban.errors import BanError
+from ban.untrusted import read_bytes, safe_unpickle
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _TEST = ["test_batch"]
-_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global except numpy array reconstruction."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load global '{module}.{name}'")
-
-
-def safe_unpickle(data: bytes, source: Path) -> Any:
-    try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise BanError(f"{source}: unsafe or corrupt pickle ({exc}); use the original CIFAR-10 python batches") from exc
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise BanError(f"{source}: corrupt pickle ({exc}); re-download CIFAR-10") from exc
 
 
 def _get(d: dict, key: str) -> Any:
@@ -54,19 +28,21 @@ def _get(d: dict, key: str) -> Any:
 
 
 def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    obj = safe_unpickle(path.read_bytes(), path)
+    obj = safe_unpickle(read_bytes(path, "CIFAR-10 batch"), path, "use the original CIFAR-10 python batches")
     try:
         data = np.asarray(_get(obj, "data"), dtype=np.uint8)
         labels = np.asarray(_get(obj, "labels"), dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise BanError(f"{path}: not a CIFAR-10 python batch (no data/labels); check the folder") from exc
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise BanError(f"{path}: expected N×3072 uint8 data and N labels, got {data.shape} and {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise BanError(f"{path}: labels {labels.min()}..{labels.max()} lie outside 0..9; not a CIFAR-10 batch")
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def _read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    raw = np.frombuffer(read_bytes(path, "CIFAR-10 batch"), dtype=np.uint8)
     if raw.size == 0 or raw.size % 3073 != 0:
         raise BanError(
             f"{path}: size {raw.size} is not a multiple of 3073 bytes; the file is truncated or not CIFAR-10 binary"

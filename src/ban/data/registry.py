@@ -8,7 +8,7 @@ from pathlib import Path
 from ban.data.cifar import find_cifar_layout, read_cifar10
 from ban.data.dataset import ImageData
 from ban.data.folder import read_image_folder, read_npz
-from ban.data.idx import read_idx_dataset
+from ban.data.idx import has_idx_layout, read_idx_dataset
 from ban.errors import BanError
 
 
@@ -86,7 +86,7 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
 
     `name` is a built-in name (fashion-mnist, mnist, cifar10), a path to an image folder
     (one subfolder per class; `data_dir/train` and `data_dir/test` are used when present),
-    a CIFAR-10 folder, or a `.npz` file with `x` and `y`.
+    a folder holding MNIST-format IDX files, a CIFAR-10 folder, or a `.npz` file with `x` and `y`.
     """
     if split not in ("train", "test"):
         raise BanError(f"unknown split '{split}'; use train or test")
@@ -111,12 +111,18 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
     path = Path(name)
     if not path.exists():
         raise BanError(f"unknown dataset '{name}': not one of {', '.join(list_datasets())} and no such file or folder")
-    if path.is_file():
-        if path.suffix != ".npz":
+    if not path.is_dir():
+        if path.suffix.lower() != ".npz":
             raise BanError(f"{path}: unsupported data file; use a .npz with x and y, or an image folder")
         return read_npz(path)
     if (path / split).is_dir():
         return read_image_folder(path / split, name=path.name)
+    if has_idx_layout(path):
+        known = DATASETS.get(path.name.lower())
+        data = read_idx_dataset(path, split, path.name, known.flip if known else True, 10 if known else None)
+        if known is not None and known.name == "fashion-mnist":
+            data.class_names = list(FASHION_MNIST_CLASSES)
+        return data
     try:
         find_cifar_layout(path)
     except BanError:

@@ -144,6 +144,8 @@ class BAN(Detector):
         early_stop: bool | None = None,
         noise_train_mode: bool | None = None,
         recalibrate_bn: bool | None = None,
+        mask_train_mode: bool | None = None,
+        quantile: float = 0.5,
     ) -> None:
         super().__init__(seed=seed, device=device, quiet=quiet)
         if preset not in PRESETS:
@@ -154,6 +156,8 @@ class BAN(Detector):
             raise BanError(f"unknown BAN rule '{rule}'; choose one of {', '.join(RULES)}")
         if not 0.0 < threshold < 1.0:
             raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {threshold}")
+        if not 0.0 <= quantile <= 1.0:
+            raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {quantile}")
         if not budget > 0:
             raise BanError(f"budget must be positive (1.0 = the paper's settings), got {budget}")
         self.budget = float(budget)
@@ -177,6 +181,10 @@ class BAN(Detector):
             self.options["noise_train_mode"] = bool(noise_train_mode)
         if recalibrate_bn is not None:
             self.options["recalibrate_bn"] = bool(recalibrate_bn)
+        if mask_train_mode is not None:  # train-mode BatchNorm needs the features recomputed per batch
+            self.options["mask_train_mode"] = bool(mask_train_mode)
+            self.options["cache_features"] = self.options["cache_features"] and not mask_train_mode
+        self.quantile = float(quantile)
         self.mask: Tensor | None = None  # the last run's mask (C×H×W), for figures
 
     def scaled(self, count: int) -> int:
@@ -187,6 +195,7 @@ class BAN(Detector):
             "preset": self.preset,
             "statistic": self.statistic,
             "rule": self.rule,
+            **({"quantile": self.quantile} if self.rule == "per-class" else {}),
             "threshold": self.threshold,
             "eps": self.eps,
             "steps": self.scaled(self.steps),
@@ -284,16 +293,16 @@ class BAN(Detector):
 
     def _scores(self, confusion: Tensor) -> Tensor:
         """Score of every candidate target class under the chosen rule."""
-        return per_class_scores(confusion) if self.rule == "per-class" else pooled_scores(confusion)
+        return per_class_scores(confusion, q=self.quantile) if self.rule == "per-class" else pooled_scores(confusion)
 
     def _decided(self, confusion: Tensor, totals: Tensor) -> bool:
         """True when neither the decision nor the target can change, whatever the unseen images give."""
         seen = confusion.sum(1)
         unseen = totals - seen
         if self.rule == "per-class":
-            low = per_class_scores(confusion, totals)  # unseen images all elsewhere
+            low = per_class_scores(confusion, totals, self.quantile)  # unseen images all elsewhere
             # upper bound: every unseen image of class c goes to t, for every t at once
-            high = per_class_scores(confusion + unseen[:, None].expand_as(confusion), totals)
+            high = per_class_scores(confusion + unseen[:, None].expand_as(confusion), totals, self.quantile)
         else:
             n = totals.sum().clamp_min(1).double()
             counts = confusion.sum(0).double()
@@ -347,6 +356,11 @@ class BAN(Detector):
                 conf_neg, conf_plain, conf_quiet, seen = self._histograms(model, noise, m, xe, ye, k, dev)
                 neg, plain = conf_neg.sum(0), conf_plain.sum(0)
             timings["histogram"] = time.perf_counter() - t
+            artifacts = {  # what the histograms were computed with, for figures (never serialised)
+                "mask": m.detach().cpu(),
+                "noise": [v.detach().cpu().clone() for v in noise.noise_tensors()],
+                "buffers": {n: b.detach().cpu().clone() for n, b in model.named_buffers()},
+            }
         finally:
             noise.detach()
             with torch.no_grad():
@@ -395,6 +409,7 @@ class BAN(Detector):
             seed=self.seed,
             settings=self.settings(),
             details=details,
+            artifacts=artifacts,
         )
 
 

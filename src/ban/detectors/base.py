@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +20,9 @@ class Verdict:
     backdoored: flagged or not; target: the class it names (None when it names none);
     score: continuous, higher = more suspicious, comparable across models of one detector (AUROC);
     threshold: the score above which the model is flagged; seconds: wall time of detection;
-    settings: every setting used; details: detector-specific evidence (histograms, norms...).
+    settings: every setting used; details: detector-specific evidence (histograms, norms...);
+    artifacts: tensors of this run for figures (BAN: the mask, the final noise and the BatchNorm
+    buffers it predicted with), kept in memory only: never in to_dict() or the JSON.
     """
 
     detector: str
@@ -33,9 +35,12 @@ class Verdict:
     settings: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(replace(self, artifacts={}))
+        del d["artifacts"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:

@@ -39,7 +39,7 @@ from ban.evaluate import predict
 from ban.mask import MaskConfig, learn_feature_mask
 from ban.models import get_split
 from ban.progress import Bar
-from ban.utils import batches, make_generator
+from ban.utils import batches, global_rng_from, make_generator
 
 MASK_OBJECTIVES = ("btidbf", "ban")
 GENERATOR_OUTPUTS = ("normalised", "sigmoid", "residual")
@@ -73,18 +73,26 @@ def check_generator_output(output: str) -> str:
 
 
 def build_generator(
-    model: nn.Module, channels: int, filters: int, blocks: int, output: str, device: torch.device
+    model: nn.Module,
+    channels: int,
+    filters: int,
+    blocks: int,
+    output: str,
+    device: torch.device,
+    weights: torch.Generator,
 ) -> nn.Module:
-    """BTI-DBF's UNet generator in train mode. `output`: "normalised" (the official code: linear UNet in the
-    model's normalised input space), "sigmoid" (UNet with a sigmoid, pixels in [0, 1]) or "residual"
-    (clamp(x + UNet(x)), the identity at the start). The UNet initialisation reads the global RNG."""
-    if check_generator_output(output) == "normalised":
-        unet = UNet(channels, channels, filters, blocks, linear=True)
+    """BTI-DBF's UNet generator in train mode, its initial weights drawn from `weights`. `output`:
+    "normalised" (the official code: linear UNet in the model's normalised input space), "sigmoid"
+    (UNet with a sigmoid, pixels in [0, 1]) or "residual" (clamp(x + UNet(x)), the identity at the start)."""
+    kind = check_generator_output(output)
+    with global_rng_from(weights):
+        unet = UNet(channels, channels, filters, blocks, linear=kind == "normalised", residual=kind == "residual")
+    if kind == "normalised":
         gen: nn.Module = NormalisedGenerator(
             unet, input_mean(model, channels, device), input_std(model, channels, device)
         )
     else:
-        gen = UNet(channels, channels, filters, blocks, residual=output == "residual")
+        gen = unet
     return gen.to(device).train()
 
 
@@ -271,8 +279,8 @@ class BTIDBF(BaselineDetector):
         mask = learn_feature_mask(work, x, y, self.mask_config(), generator=g, device=dev, quiet=self.quiet)
         work.eval()
         m = mask.value()
-        torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
-        gen = build_generator(work, x.shape[1], self.filters, self.blocks, self.generator, dev)
+        weights = make_generator(self.seed)  # the UNet's initial weights, a stream of their own
+        gen = build_generator(work, x.shape[1], self.filters, self.blocks, self.generator, dev, weights)
         cfg = {
             "std": input_std(work, x.shape[1], dev),
             "augment": Augment(4, data.flip) if self.augment else (lambda v, _g=None: v),

@@ -38,7 +38,7 @@ from ban.detectors.trigger_search import unit_tanh
 from ban.detectors.unet import UNet, grouped_input, grouped_output
 from ban.models import get_split
 from ban.progress import Bar
-from ban.utils import make_generator
+from ban.utils import global_rng_from, make_generator
 
 
 class FeatureRE(BaselineDetector):
@@ -105,13 +105,13 @@ class FeatureRE(BaselineDetector):
         sample = clean.sample(self.n_samples, seed=self.seed)
         data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
         g = make_generator(self.seed)
-        torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
+        weights = make_generator(self.seed)  # the UNets' initial weights, a stream of their own
         groups = [list(range(clean.num_classes))] if self.batched else [[t] for t in range(clean.num_classes)]
         values: list[float] = [0.0] * clean.num_classes
         stats: list[dict[str, float]] = [{} for _ in range(clean.num_classes)]
         shown = []
         for targets in groups:
-            best, best_stats, image = self._invert(work, data, targets, g)
+            best, best_stats, image = self._invert(work, data, targets, g, weights)
             for i, t in enumerate(targets):
                 values[t], stats[t] = best[i], best_stats[i]
             shown.append(image)
@@ -123,15 +123,18 @@ class FeatureRE(BaselineDetector):
         return self.verdict(flagged, low if flagged else None, -values[low], -self.threshold, start, details)
 
     def _invert(
-        self, model: nn.Module, data: TargetData, targets: list[int], g: torch.Generator
+        self, model: nn.Module, data: TargetData, targets: list[int], g: torch.Generator, weights: torch.Generator
     ) -> tuple[list[float], list[dict[str, float]], Tensor]:
-        """Train the transforms and masks for `targets`; returns min mixed value, its stats, sample outputs."""
+        """Train the transforms and masks for `targets` (the UNet's initial weights drawn from `weights`);
+        returns min mixed value, its stats, sample outputs."""
         dev = data.x.device
         split = get_split(model)
         k, c = len(targets), data.x.shape[1]
         t = torch.tensor(targets, device=dev)
         std_in = input_std(model, c, dev)
-        net = UNet(c, c, self.filters, self.blocks, groups=k).to(dev).train()
+        with global_rng_from(weights):
+            net = UNet(c, c, self.filters, self.blocks, groups=k)
+        net = net.to(dev).train()
         opt_net = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.5, 0.9))
         mask_w = tanh_parameter((k, *data.features.shape[1:]), 1.0, dev)
         opt_mask = torch.optim.Adam([mask_w], lr=self.mask_lr, betas=(0.5, 0.9))

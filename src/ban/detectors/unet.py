@@ -95,10 +95,10 @@ class UNet(nn.Module):
         """G copies of this (single) UNet as one grouped module, each starting from these weights."""
         if self.groups != 1:
             raise ValueError("only a single UNet (groups=1) can be replicated")
-        net = UNet(
-            self.in_channels, self.out_channels, self.base_filters, self.num_blocks, groups, self.residual, self.linear
-        )
-        net.to(next(self.parameters()).device)
+        shape = (self.in_channels, self.out_channels, self.base_filters, self.num_blocks, groups)
+        with torch.device("meta"):  # no initial weights drawn: every tensor is copied from this UNet below
+            net = UNet(*shape, self.residual, self.linear)
+        net.to_empty(device=next(self.parameters()).device)
         src = dict(self.state_dict())
         dst = net.state_dict()
         for key, value in src.items():

@@ -41,7 +41,7 @@ from ban.detectors.trigger_search import unit_tanh
 from ban.detectors.unet import UNet, grouped_input, grouped_output
 from ban.models import get_split
 from ban.progress import Bar
-from ban.utils import batches, make_generator
+from ban.utils import batches, global_rng_from, make_generator
 
 
 def pretrain_identity(
@@ -141,10 +141,10 @@ class Unicorn(BaselineDetector):
         sample = clean.sample(self.n_samples, seed=self.seed)
         data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
         g = make_generator(self.seed)
-        torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
         c = data.x.shape[1]
-        p_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
-        q_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
+        with global_rng_from(make_generator(self.seed)):  # the UNets' initial weights, a stream of their own
+            p_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
+            q_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
         identity_mse = pretrain_identity(
             p_net, q_net, data.x, self.scaled(self.pretrain_epochs), self.batch_size, self.lr, g
         )

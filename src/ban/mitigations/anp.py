@@ -37,10 +37,9 @@ from ban.clean_data import CleanData
 from ban.data.augment import Augment
 from ban.errors import BanError
 from ban.mitigations.base import Mitigation
-from ban.mitigations.finetune_loop import check_budget, check_model_fits, clean_subset, scale_epochs
 from ban.noise import NeuronNoise, norm_layers
 from ban.progress import Bar
-from ban.utils import make_generator, resolve_device
+from ban.utils import make_generator
 
 
 def learn_neuron_masks(
@@ -124,7 +123,6 @@ class ANP(Mitigation):
         augment: bool = True,
         crop_pad: int = 4,
     ) -> None:
-        super().__init__(seed, device, quiet)
         if not 0.0 <= threshold < 1.0:
             raise BanError(f"ANP's pruning threshold must lie in [0, 1), got {threshold}")
         if prune_ratio is not None and not 0.0 <= float(prune_ratio) < 1.0:
@@ -133,14 +131,13 @@ class ANP(Mitigation):
             raise BanError(f"ANP's alpha must lie in [0, 1], got {alpha}")
         if eps < 0:
             raise BanError(f"ANP's noise bound eps must be >= 0, got {eps}")
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+        super().__init__(seed, device, quiet, budget, clean_samples)
         self.eps = float(eps)
         self.noise_steps = int(noise_steps)
         self.alpha = float(alpha)
         self.lr = float(lr)
         self.paper_iterations = int(iterations)
-        self.iterations = scale_epochs(iterations, budget)
+        self.iterations = self.scaled(iterations)
         self.batch_size = int(batch_size)
         self.threshold = float(threshold)
         self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
@@ -151,8 +148,7 @@ class ANP(Mitigation):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "budget": self.budget,
-            "clean_samples": self.clean_samples,
+            **super().settings(),
             "eps": self.eps,
             "noise_steps": self.noise_steps,
             "alpha": self.alpha,
@@ -173,10 +169,7 @@ class ANP(Mitigation):
                 f"ANP prunes neurons of normalisation layers, but {type(model).__name__} has none with affine "
                 "parameters; use another method (fp, ft, ftsam, nad, ibau or ban)"
             )
-        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
-        model.to(dev)
-        check_model_fits(model, data, dev)
+        data, dev = self.prepare(model, clean)
         saved = copy.deepcopy(model.state_dict())
         requires = [p.requires_grad for p in model.parameters()]
         for p in model.parameters():

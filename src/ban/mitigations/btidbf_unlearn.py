@@ -34,16 +34,9 @@ from ban.detectors.feature_inversion import input_std
 from ban.evaluate import predict
 from ban.mask import learn_feature_mask
 from ban.mitigations.base import Mitigation
-from ban.mitigations.finetune_loop import (
-    FineTuneConfig,
-    check_budget,
-    check_model_fits,
-    clean_subset,
-    fine_tune,
-    scale_epochs,
-)
+from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune
 from ban.models import get_split
-from ban.utils import batches, make_generator, resolve_device
+from ban.utils import batches, make_generator
 
 
 class GeneratedPoisons:
@@ -95,11 +88,9 @@ class BTIDBFUnlearn(Mitigation):
         poison_fraction: float = 0.1,
         **detector_settings: Any,
     ) -> None:
-        super().__init__(seed, device, quiet)
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+        super().__init__(seed, device, quiet, budget, clean_samples)
         self.paper_rounds = int(rounds)
-        self.rounds = scale_epochs(rounds, budget)
+        self.rounds = self.scaled(rounds)
         self.poison_fraction = float(poison_fraction)
         self.lr = float(lr)
         self.inverter = BTIDBF(
@@ -113,7 +104,7 @@ class BTIDBFUnlearn(Mitigation):
             **detector_settings,
         )
         self.config = FineTuneConfig(
-            epochs=scale_epochs(unlearn_epochs, budget),
+            epochs=self.scaled(unlearn_epochs),
             batch_size=batch_size,
             lr=lr,
             weight_decay=0.0,
@@ -124,8 +115,7 @@ class BTIDBFUnlearn(Mitigation):
     def settings(self) -> dict[str, Any]:
         inverter = {k: v for k, v in self.inverter.settings().items() if k not in ("threshold",)}
         return {
-            "budget": self.budget,
-            "clean_samples": self.clean_samples,
+            **super().settings(),
             "paper_rounds": self.paper_rounds,
             "rounds": self.rounds,
             "poison_fraction": self.poison_fraction,
@@ -135,15 +125,12 @@ class BTIDBFUnlearn(Mitigation):
         }
 
     def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
-        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
-        model.to(dev)
-        check_model_fits(model, data, dev)
+        data, dev = self.prepare(model, clean)
         x, y = data.x.to(dev), data.y.to(dev)
         g = make_generator(self.seed)
         inv = self.inverter
-        torch.manual_seed(self.seed)  # UNet initialisation reads the global RNG
-        gen = build_generator(model, x.shape[1], inv.filters, inv.blocks, inv.generator, dev)
+        weights = make_generator(self.seed)  # the UNet's initial weights, a stream of their own
+        gen = build_generator(model, x.shape[1], inv.filters, inv.blocks, inv.generator, dev, weights)
         cfg = {
             "std": input_std(model, x.shape[1], dev),
             "augment": Augment(4, data.flip) if inv.augment else (lambda v, _g=None: v),

@@ -6,8 +6,8 @@
 2. Prune channels in increasing order of mean activation — backdoor neurons tend to be dormant on
    clean inputs — as long as the clean accuracy stays within ``max_accuracy_drop`` of the unpruned
    model's (the paper stops at a 4% drop), or prune a fixed ``prune_ratio`` of the channels.
-3. Fine-tune the pruned network on the clean images (BackdoorBench's FT recipe), keeping the pruned
-   channels pruned.
+3. Fine-tune the pruned network on the clean images (the fine-tuning template with BackdoorBench's
+   FT recipe), keeping the pruned channels pruned (the after-step hook).
 
 Pruned channels are zeroed weights, so the state dict keeps its shapes and the repaired checkpoint
 loads with the same architecture: the first parametrised layer of the head that reads the features
@@ -24,19 +24,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ban.clean_data import CleanData
 from ban.errors import BanError
-from ban.mitigations.base import Mitigation
-from ban.mitigations.finetune_loop import (
-    FineTuneConfig,
-    check_budget,
-    check_model_fits,
-    clean_subset,
-    fine_tune,
-    scale_epochs,
-)
+from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun
 from ban.models import get_split
-from ban.utils import batches, eval_mode, make_generator, resolve_device
+from ban.utils import batches, eval_mode
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -124,10 +115,11 @@ def accuracy_from_features(model: nn.Module, f: Tensor, y: Tensor, batch_size: i
     return float((pred == y).float().mean())
 
 
-class FinePruning(Mitigation):
+class FinePruning(FineTuneMitigation):
     """Prune the least active feature channels (clean accuracy drop ≤ `max_accuracy_drop`), then fine-tune."""
 
     name: ClassVar[str] = "fp"
+    label: ClassVar[str] = "Fine-Pruning"
 
     def __init__(
         self,
@@ -144,33 +136,16 @@ class FinePruning(Mitigation):
         lr: float = 0.01,
         weight_decay: float = 5e-4,
     ) -> None:
-        super().__init__(seed, device, quiet)
         if prune_ratio is not None and not 0.0 <= float(prune_ratio) < 1.0:
             raise BanError(f"pruning ratio must lie in [0, 1), got {prune_ratio}")
         if not 0.0 <= max_accuracy_drop <= 1.0:
             raise BanError(f"max_accuracy_drop must lie in [0, 1] (a fraction of accuracy), got {max_accuracy_drop}")
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+        super().__init__(seed, device, quiet, budget, clean_samples, augment, epochs, batch_size, lr, weight_decay)
         self.max_accuracy_drop = float(max_accuracy_drop)
         self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
-        self.paper_epochs = int(epochs)
-        self.config = FineTuneConfig(
-            epochs=scale_epochs(epochs, budget),
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            augment=augment,
-        )
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "budget": self.budget,
-            "paper_epochs": self.paper_epochs,
-            "clean_samples": self.clean_samples,
-            "max_accuracy_drop": self.max_accuracy_drop,
-            "prune_ratio": self.prune_ratio,
-            **self.config.to_dict(),
-        }
+        return {**super().settings(), "max_accuracy_drop": self.max_accuracy_drop, "prune_ratio": self.prune_ratio}
 
     def choose_count(
         self, model: nn.Module, pruning: ChannelPruning, order: Tensor, f: Tensor, y: Tensor
@@ -202,33 +177,17 @@ class FinePruning(Mitigation):
         pruning.set(order[:n])
         return n, curve
 
-    def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
-        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
-        model.to(dev)
-        check_model_fits(model, data, dev)
-        f = clean_features(model, data.x, dev)
-        activation = mean_channel_activation(f)
-        order = torch.argsort(activation.cpu())
-        pruning = ChannelPruning(head_consumer(model, f), int(f.shape[1]))
-        n, curve = self.choose_count(model, pruning, order, f, data.y)
-        history = fine_tune(
-            model,
-            data,
-            self.config,
-            after_step=pruning.apply,
-            generator=make_generator(self.seed),
-            device=dev,
-            quiet=self.quiet,
-            description="Fine-Pruning",
+    def hooks(self, run: FineTuneRun) -> FineTuneHooks:
+        """Prune before fine-tuning; the pruned channels are zeroed again after every step."""
+        f = clean_features(run.model, run.data.x, run.device)
+        order = torch.argsort(mean_channel_activation(f).cpu())
+        pruning = ChannelPruning(head_consumer(run.model, f), int(f.shape[1]))
+        n, curve = self.choose_count(run.model, pruning, order, f, run.data.y)
+        run.details.update(
+            pruned_channels=order[:n].tolist(),
+            num_pruned=n,
+            num_channels=len(order),
+            pruned_layer=type(pruning.layer).__name__,
+            clean_accuracy_curve=curve,
         )
-        pruning.apply()
-        return model, {
-            "pruned_channels": order[:n].tolist(),
-            "num_pruned": n,
-            "num_channels": len(order),
-            "pruned_layer": type(pruning.layer).__name__,
-            "clean_accuracy_curve": curve,
-            "history": history,
-            "clean_used": len(data),
-        }
+        return FineTuneHooks(after_step=pruning.apply)

@@ -7,17 +7,17 @@ What differs between the methods enters through three hooks, never through a cop
   ``label_smoothing``). NAD adds attention distillation; I-BAU returns a surrogate whose
   gradient is its implicit hypergradient.
 - ``optimizer``: any ``torch.optim.Optimizer``; the loop always calls ``optimizer.step(closure)``,
-  so a two-pass optimiser (``ban.sam.SAM``) recomputes the loss itself. Default: SGD from the config.
+  so a two-pass optimiser (``ban.mitigations.sam.SAM``) recomputes the loss itself. Default: SGD
+  from the config.
 - ``after_step()``: called after every optimiser step (Fine-Pruning keeps pruned weights at zero).
 
-Helpers shared by the mitigations: ``scale_epochs`` (the ``--budget`` knob) and ``clean_subset``
-(the ``CleanData.require`` check plus a class-balanced sample).
+``ban.mitigations.base.FineTuneMitigation`` is the template that calls this loop for a method.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.clean_data import CleanData
 from ban.data.augment import Augment, identity
 from ban.data.dataset import ImageData
 from ban.errors import BanError
@@ -76,53 +75,6 @@ class FineTuneConfig:
             if epoch >= start:
                 lr = value
         return lr
-
-
-def scale_epochs(epochs: int, budget: float | None) -> int:
-    """`epochs` scaled by the compute budget (a fraction of the paper's setting; None = 1.0), at least 1."""
-    if budget is None:
-        return epochs
-    return max(1, int(round(epochs * check_budget(budget))))
-
-
-def check_budget(budget: float | None) -> float:
-    """The budget as a positive float (None → 1.0, the paper's setting)."""
-    if budget is None:
-        return 1.0
-    try:
-        value = float(budget)
-    except (TypeError, ValueError) as exc:
-        raise BanError(f"budget must be a positive number (a fraction of the paper's epochs), got {budget!r}") from exc
-    if not value > 0 or not math.isfinite(value):
-        raise BanError(f"budget must be a positive number (1.0 = the paper's epochs, 0.1 = a tenth), got {budget}")
-    return value
-
-
-def clean_subset(clean: CleanData, n: int, who: str, seed: int) -> ImageData:
-    """A class-balanced sample of `n` clean images; BanError naming `who` when fewer are available."""
-    clean.require(n, who)
-    return clean.sample(n, seed)
-
-
-def check_model_fits(model: nn.Module, data: ImageData, device: torch.device) -> None:
-    """BanError when the model's output does not have one logit per class of `data`."""
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            out = model(data.x[:1].to(device))
-        except RuntimeError as exc:
-            raise BanError(
-                f"the model cannot take the clean images of shape {data.image_shape}: {str(exc).splitlines()[0]}; "
-                "pass the dataset the model was trained on"
-            ) from exc
-        finally:
-            model.train(was)
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise BanError(
-            f"the model outputs {tuple(out.shape[1:])} logits but the clean data has {data.num_classes} classes; "
-            "pass the dataset the model was trained on"
-        )
 
 
 def cross_entropy_objective(label_smoothing: float = 0.0) -> Objective:
@@ -219,12 +171,3 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def parameters_of(modules: Sequence[nn.Module]) -> list[nn.Parameter]:
-    """All parameters of `modules`, each once."""
-    seen: dict[int, nn.Parameter] = {}
-    for m in modules:
-        for p in m.parameters():
-            seen.setdefault(id(p), p)
-    return list(seen.values())

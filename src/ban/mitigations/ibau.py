@@ -29,15 +29,8 @@ from torch import Tensor, nn
 from ban.clean_data import CleanData
 from ban.data.dataset import ImageData
 from ban.mitigations.base import Mitigation
-from ban.mitigations.finetune_loop import (
-    FineTuneConfig,
-    check_budget,
-    check_model_fits,
-    clean_subset,
-    fine_tune,
-    scale_epochs,
-)
-from ban.utils import batches, eval_mode, make_generator, resolve_device
+from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune
+from ban.utils import batches, eval_mode, make_generator
 
 
 class UniversalPerturbation(nn.Module):
@@ -130,11 +123,9 @@ class IBAU(Mitigation):
         perturbation_weight: float = 0.001,
         portion: float = 0.01,
     ) -> None:
-        super().__init__(seed, device, quiet)
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+        super().__init__(seed, device, quiet, budget, clean_samples)
         self.paper_rounds = int(rounds)
-        self.rounds = scale_epochs(rounds, budget)
+        self.rounds = self.scaled(rounds)
         self.fixed_point_steps = int(fixed_point_steps)
         self.lr = float(lr)
         self.inner_lr = float(inner_lr)
@@ -153,10 +144,9 @@ class IBAU(Mitigation):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "budget": self.budget,
+            **super().settings(),
             "paper_rounds": self.paper_rounds,
             "rounds": self.rounds,
-            "clean_samples": self.clean_samples,
             "fixed_point_steps": self.fixed_point_steps,
             "batch_size": self.config.batch_size,
             "optimizer": "adam",
@@ -169,10 +159,7 @@ class IBAU(Mitigation):
         }
 
     def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
-        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
-        model.to(dev)
-        check_model_fits(model, data, dev)
+        data, dev = self.prepare(model, clean)
         g = make_generator(self.seed)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         x_inner = data.x[: self.config.batch_size].to(dev)

@@ -23,20 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.clean_data import CleanData
 from ban.errors import BanError
-from ban.mitigations.base import Mitigation
-from ban.mitigations.finetune_loop import (
-    FineTuneConfig,
-    check_budget,
-    check_model_fits,
-    clean_subset,
-    fine_tune,
-    freeze,
-    scale_epochs,
-)
+from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun
+from ban.mitigations.finetune_loop import fine_tune, freeze
 from ban.models import get_split
-from ban.utils import make_generator, resolve_device
 
 
 def attention_map(f: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
@@ -50,10 +40,11 @@ def attention_loss(f_student: Tensor, f_teacher: Tensor, p: float = 2.0) -> Tens
     return F.mse_loss(attention_map(f_student, p), attention_map(f_teacher, p))
 
 
-class NAD(Mitigation):
+class NAD(FineTuneMitigation):
     """Distil the fine-tuned teacher's attention into the backdoored student."""
 
     name: ClassVar[str] = "nad"
+    label: ClassVar[str] = "NAD student"
 
     def __init__(
         self,
@@ -71,62 +62,51 @@ class NAD(Mitigation):
         beta: float = 5000.0,
         p: float = 2.0,
     ) -> None:
-        super().__init__(seed, device, quiet)
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+        super().__init__(seed, device, quiet, budget, clean_samples, augment, epochs, batch_size, lr, weight_decay)
         self.beta = float(beta)
         self.p = float(p)
-        self.paper_epochs = (int(epochs), int(teacher_epochs))
+        self.paper_teacher_epochs = int(teacher_epochs)
         b = self.budget
-        steps = ((int(round(2 * b)), 0.01), (int(round(20 * b)), 1e-4))
-
-        def recipe(n: int) -> FineTuneConfig:
-            return FineTuneConfig(
-                epochs=scale_epochs(n, budget),
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                nesterov=True,
-                schedule="piecewise",
-                lr_steps=steps,
-                augment=augment,
-            )
-
-        self.student_config = recipe(epochs)
-        self.teacher_config = recipe(teacher_epochs)
+        recipe = {
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "nesterov": True,
+            "schedule": "piecewise",
+            "lr_steps": ((int(round(2 * b)), 0.01), (int(round(20 * b)), 1e-4)),
+            "augment": augment,
+        }
+        self.config = self.recipe(epochs, **recipe)  # the student's
+        self.teacher_config = self.recipe(teacher_epochs, **recipe)
 
     def settings(self) -> dict[str, Any]:
         return {
             "budget": self.budget,
-            "paper_epochs": list(self.paper_epochs),
+            "paper_epochs": [self.paper_epochs, self.paper_teacher_epochs],
             "clean_samples": self.clean_samples,
             "beta": self.beta,
             "p": self.p,
-            "student": self.student_config.to_dict(),
+            "student": self.config.to_dict(),
             "teacher": self.teacher_config.to_dict(),
         }
 
-    def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
-        data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
-        model.to(dev)
-        check_model_fits(model, data, dev)
-        student = get_split(model)
+    def hooks(self, run: FineTuneRun) -> FineTuneHooks:
+        """Fine-tune the teacher (a copy of the model, plain CE), then distil its attention into the model."""
+        student = get_split(run.model)
         with torch.no_grad():
-            probe = student.features(data.x[:1].to(dev))
+            probe = student.features(run.data.x[:1].to(run.device))
         if probe.ndim != 4:
             raise BanError(
                 f"NAD needs convolutional feature maps (N×C×H×W) but this model's features have shape "
                 f"{tuple(probe.shape)}; use ft, fp or ftsam instead"
             )
-        g = make_generator(self.seed)
-        teacher_model = copy.deepcopy(model)
-        teacher_history = fine_tune(
+        teacher_model = copy.deepcopy(run.model)
+        run.details["teacher_history"] = fine_tune(
             teacher_model,
-            data,
+            run.data,
             self.teacher_config,
-            generator=g,
-            device=dev,
+            generator=run.generator,
+            device=run.device,
             quiet=self.quiet,
             description="NAD teacher",
         )
@@ -138,14 +118,4 @@ class NAD(Mitigation):
                 f_t = teacher.features(x)
             return F.cross_entropy(student.head(f), y) + self.beta * attention_loss(f, f_t, self.p)
 
-        history = fine_tune(
-            model,
-            data,
-            self.student_config,
-            objective=objective,
-            generator=g,
-            device=dev,
-            quiet=self.quiet,
-            description="NAD student",
-        )
-        return model, {"teacher_history": teacher_history, "history": history, "clean_used": len(data)}
+        return FineTuneHooks(objective=objective)
