@@ -42,6 +42,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "batches_per_epoch": 0,
         "options": {"mask_train_mode": True, "cache_features": False},
     },
+    # eval-mode BatchNorm and cached features as in the paper preset, as many mask steps as the
+    # train-mode variant above (100 epochs of 4 batches = 20 epochs of 20 batches)
+    "paper-mask-100ep": {"preset": "paper", "mask_epochs": 100},
+    "paper-mask-100ep-eps0": {"preset": "paper", "mask_epochs": 100, "eps": 0.0},  # ablation: mask only
     # the ablation "mask only": no noise at all (eps 0), same mask learning
     "paper-train-mask-1pass-eps0": {
         "preset": "paper",
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--eval-samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clean-first", action="store_true", help="scan the clean models first")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -81,7 +86,10 @@ def main() -> None:
             r = json.loads(line)
             done.add((r["model"], r["config"]))
     clean = defender_data(args.folder)
-    for path in sorted((args.folder / "models").glob("*.safetensors")):
+    paths = sorted((args.folder / "models").glob("*.safetensors"))
+    if args.clean_first:
+        paths.sort(key=lambda p: not p.stem.startswith("clean-"))
+    for path in paths:
         todo = [c for c in names if (path.stem, c) not in done]
         if not todo:
             continue
@@ -117,8 +125,11 @@ def main() -> None:
             }
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(f"{path.stem} {c}: {truth['group']} t={truth['target']} asr={truth['asr']} "
-                  f"default-score {v.score:.3f} -> {v.target} ({row['seconds']:.1f} s)", flush=True)
+            print(
+                f"{path.stem} {c}: {truth['group']} t={truth['target']} asr={truth['asr']} "
+                f"default-score {v.score:.3f} -> {v.target} ({row['seconds']:.1f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -101,3 +101,30 @@ def test_references_come_from_the_clean_results_only() -> None:
     (ref,) = references_from_detections(rows, "fashion-mnist", "zoo")
     assert ref.clean_scores == (0.1, 0.3) and ref.num_classes == 10
     assert json.loads(json.dumps(ref.to_dict()))["clean_scores"] == [0.1, 0.3]
+
+
+def test_detect_reports_the_rank_among_the_reference(tmp_path: Path, zoo, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ban.cli import main
+
+    ckpt = zoo.get("clean")
+    path = tmp_path / "clean.safetensors"
+    from ban.checkpoint import save_model
+
+    save_model(path, ckpt.model, ckpt.meta)
+    scan = ["detect", str(path), "--budget", "0.25", "--clean-samples", "1200", "-q"]
+    first = tmp_path / "v.json"
+    assert main([*scan, "--json", str(first)]) == 0
+    verdict = json.loads(first.read_text())
+    score, settings = verdict["score"], verdict["settings"]
+    scores = (score - 0.2, score - 0.1, score, score + 0.05, score + 0.1, score - 0.3)  # 3 at or above
+    ref = _ref(scores, arch=ckpt.meta["arch"], width=float(ckpt.meta["width"]), settings=settings)
+    ref_path = save_references(tmp_path / "ref.json", [ref])
+    out = tmp_path / "calibrated.json"
+    assert main([*scan, "--reference", str(ref_path), "--json", str(out)]) == 0
+    cal = json.loads(out.read_text())["details"]["calibration"]
+    assert (cal["clean_models"], cal["clean_at_or_above"]) == (6, 3)
+    assert cal["p_value"] == pytest.approx(4 / 7)
+    assert "3 of 6 clean models scored at least this much" in capsys.readouterr().out
+    other = save_references(tmp_path / "other.json", [_ref(scores, arch="vgg16_bn", settings=settings)])
+    assert main([*scan, "--reference", str(other)]) == 2
+    assert "architecture vgg16_bn" in capsys.readouterr().err
