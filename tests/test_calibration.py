@@ -128,3 +128,10 @@ def test_detect_reports_the_rank_among_the_reference(tmp_path: Path, zoo, capsys
     other = save_references(tmp_path / "other.json", [_ref(scores, arch="vgg16_bn", settings=settings)])
     assert main([*scan, "--reference", str(other)]) == 2
     assert "architecture vgg16_bn" in capsys.readouterr().err
+
+
+def test_the_reference_with_the_scans_settings_is_chosen() -> None:
+    base = _ref().settings
+    paper, other = _ref(source="a"), _ref(settings={**base, "statistic": "negative-mask"}, source="b")
+    got = select_reference([other, paper], "ban", "resnet18", 0.25, "fashion-mnist", 10, SETTINGS)
+    assert got.source == "a"

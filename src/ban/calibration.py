@@ -175,28 +175,34 @@ def select_reference(
         have = ", ".join(sorted({r.detector for r in refs}))
         raise BanError(f"{source} has no reference for detector '{detector}' (it has: {have})")
     want = {"architecture": arch, "width": float(width), "dataset": dataset, "class count": num_classes}
-    for r in mine:
-        got = {"architecture": r.arch, "width": r.width, "dataset": r.dataset, "class count": r.num_classes}
-        if got == want:
-            break
-    else:
-        r = mine[0]
-        got = {"architecture": r.arch, "width": r.width, "dataset": r.dataset, "class count": r.num_classes}
+
+    def facts(r: Reference) -> dict[str, Any]:
+        return {"architecture": r.arch, "width": r.width, "dataset": r.dataset, "class count": r.num_classes}
+
+    same = [r for r in mine if facts(r) == want]
+    if not same:
+        got = facts(mine[0])
         key = next(k for k in want if got[k] != want[k])
         raise BanError(
             f"{source} is for {key} {got[key]}, this model has {want[key]}; use a reference made from a zoo "
             "of the same architecture, width, dataset and class count"
+        )
+    ours = comparable_settings(settings)
+
+    def differs(r: Reference) -> str | None:  # the first setting this scan does not share with `r`
+        return next((k for k in sorted(r.settings) if r.settings[k] != ours.get(k)), None)
+
+    r = next((r for r in same if differs(r) is None), None)
+    if r is None:
+        r = same[0]
+        key = differs(r)
+        raise BanError(
+            f"{source} was made with {detector} setting {key}={r.settings.get(key)!r}, this scan uses "
+            f"{ours.get(key)!r}; scan with the reference's settings or build a reference with these"
         )
     if len(r.clean_scores) < MIN_CLEAN:
         raise BanError(
             f"{source} holds {len(r.clean_scores)} clean models for {r.label}, fewer than {MIN_CLEAN}; "
             f"build it from a zoo with at least {MIN_CLEAN} clean models"
         )
-    ours = comparable_settings(settings)
-    for key in sorted(r.settings):  # a setting newer than the reference is not held against it
-        if r.settings.get(key) != ours.get(key):
-            raise BanError(
-                f"{source} was made with {detector} setting {key}={r.settings.get(key)!r}, this scan uses "
-                f"{ours.get(key)!r}; scan with the reference's settings or build a reference with these"
-            )
     return r
