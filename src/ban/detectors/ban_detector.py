@@ -8,13 +8,13 @@
    statistic, the paper's) and from the plain features ("no-mask"). Both, and the (1 − m)
    predictions without noise, are recorded as confusion matrices (rows: true class).
 4. Decide by one of two rules on the chosen statistic's predictions:
-   ``per-class`` (default): for every candidate target t, the share r_c,t of each other class c's
-   held-out images predicted as t; score(t) = the ``quantile`` (default 0.25, the lower quartile)
-   over c ≠ t of r_c,t: "most images of at least three quarters of the other classes go to t".
-   An all-to-one backdoor sends every class to its target; a clean network's (1 − m) predictions
-   fall into a natural sink class that leaves whole semantic groups out (footwear, say).
-   ``pooled`` (the paper's rule, the authors' "> 50 %" from the repository's issue #1): score = the
-   share of all held-out images predicted as the argmax class.
+   ``pooled`` (default; the paper's rule, the authors' "> 50 %" from the repository's issue #1):
+   score = the share of all held-out images predicted as the argmax class.
+   ``per-class``: for every candidate target t, the share r_c,t of each other class c's held-out
+   images predicted as t; score(t) = the ``quantile`` (default 0.5, the median) over c ≠ t of
+   r_c,t. ``quantile=0.25``: "most images of at least three quarters of the other classes go to t";
+   an all-to-one backdoor sends every class to its target, while most clean networks' (1 − m)
+   predictions fall into a sink class that leaves whole semantic groups out (footwear, say).
    Flagged when the score exceeds ``threshold``; docs/ban-defaults.md has the measurements.
 
 Presets
@@ -143,7 +143,7 @@ class BAN(Detector):
         recalibrate_bn: bool | None = None,
         mask_train_mode: bool | None = None,
         mask_batches: int | None = None,
-        quantile: float = 0.25,
+        quantile: float = 0.5,
     ) -> None:
         super().__init__(seed=seed, device=device, quiet=quiet)
         if preset not in PRESETS:
