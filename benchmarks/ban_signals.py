@@ -35,8 +35,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "paper-recal": {"preset": "paper", "recalibrate_bn": True},
     "paper-eval-bn-eps0.1": {"preset": "paper", "noise_train_mode": False, "eps": 0.1},
     "paper-eval-bn-eps0.2": {"preset": "paper", "noise_train_mode": False, "eps": 0.2},
-    "paper-train-mask": {"preset": "paper", "options": {"mask_train_mode": True, "cache_features": False}},
-    # the same, but one pass over the optimisation images per mask epoch (the paper preset's sampling)
+    # the mask learned with train-mode BatchNorm (features recomputed per batch), 20 drawn batches per
+    # mask epoch as the official code (400 steps)
+    "paper-train-mask": {
+        "preset": "paper",
+        "options": {"mask_train_mode": True, "cache_features": False, "mask_batches": 20},
+    },
+    # the same mask steps on features computed once in train mode (each batch of 128 normalised by its
+    # own statistics), instead of recomputed for every step
+    "paper-train-mask-cached": {
+        "preset": "paper",
+        "options": {"mask_train_mode": True, "cache_features": True, "mask_batches": 20},
+    },
+    # the same, but one pass over the optimisation images per mask epoch (the paper preset's sampling, 80 steps)
     "paper-train-mask-1pass": {
         "preset": "paper",
         "batches_per_epoch": 0,
@@ -44,6 +55,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     # eval-mode BatchNorm and cached features as in the paper preset, as many mask steps as the
     # train-mode variant above (100 epochs of 4 batches = 20 epochs of 20 batches)
+    # the ablation "mask only" of paper-train-mask: no noise (eps 0), the same mask learning
+    "paper-train-mask-eps0": {
+        "preset": "paper",
+        "eps": 0.0,
+        "options": {"mask_train_mode": True, "cache_features": False, "mask_batches": 20},
+    },
     "paper-mask-100ep": {"preset": "paper", "mask_epochs": 100},
     "paper-mask-100ep-eps0": {"preset": "paper", "mask_epochs": 100, "eps": 0.0},  # ablation: mask only
     # the ablation "mask only": no noise at all (eps 0), same mask learning

@@ -17,8 +17,10 @@ API
     drops the L1 term (BTI-DBF's objective).
 ``learn_feature_mask(model, x, y, MaskConfig(...), generator=..., device=..., quiet=...)``
     Adam over the mask only (model weights are never updated, and no gradient lands on them).
-    ``MaskConfig.cache_features=True`` computes ``features(x)`` once, without gradient, in eval
-    mode, and then trains the mask on those cached features (same objective, far less work).
+    ``MaskConfig.cache_features=True`` computes ``features(x)`` once, without gradient, and then
+    trains the mask on those cached features (same objective, far less work): in eval mode, or
+    with ``train_mode=True`` in train mode over consecutive batches (batch statistics; the
+    running statistics stay as they were).
     ``cache_features=False`` recomputes features per batch; with ``train_mode=True`` BatchNorm
     runs in train mode as the official BAN / BTI-DBF code does (batch statistics, running
     statistics updated — the model's buffers change; the caller decides whether to restore them).
@@ -123,13 +125,29 @@ class MaskResult:
 
 
 @torch.no_grad()
-def compute_features(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    """features(x) for all of `x` (N×C×H×W on `device`), in eval mode and without gradient."""
+def compute_features(
+    model: nn.Module, x: Tensor, batch_size: int, device: torch.device, train_mode: bool = False
+) -> Tensor:
+    """features(x) for all of `x` (N×C×H×W on `device`), without gradient; in eval mode, or with
+    `train_mode` in train mode: BatchNorm normalises each consecutive batch of `batch_size` images by
+    its own statistics, and the running statistics are left as they were."""
     split = get_split(model)
     out = []
-    with eval_mode(model):
+    if not train_mode:
+        with eval_mode(model):
+            for sl in batches(len(x), batch_size):
+                out.append(split.features(x[sl].to(device)))
+        return torch.cat(out)
+    saved = {n: b.detach().clone() for n, b in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:
         for sl in batches(len(x), batch_size):
             out.append(split.features(x[sl].to(device)))
+    finally:
+        model.train(was_training)
+        for n, b in model.named_buffers():
+            b.copy_(saved[n])
     return torch.cat(out)
 
 
@@ -161,7 +179,7 @@ def learn_feature_mask(
     dev = resolve_device(device)
     model.to(dev)
     split = get_split(model)
-    cached = compute_features(model, x, cfg.batch_size, dev) if cfg.cache_features else None
+    cached = compute_features(model, x, cfg.batch_size, dev, cfg.train_mode) if cfg.cache_features else None
     shape = tuple(cached.shape[1:]) if cached is not None else tuple(compute_features(model, x[:1], 1, dev).shape[1:])
     fmask = FeatureMask(shape, cfg.parametrization, g).to(dev)
     opt = torch.optim.Adam([fmask.weight], lr=cfg.lr)
