@@ -13,6 +13,7 @@ import yaml
 
 from ban.attacks import ATTACKS, attack_class, create_attack, list_attacks
 from ban.bench.spec import BenchSpec, check_data, parse_spec
+from ban.calibration import Reference, references_from_detections, select_reference
 from ban.checkpoint import model_metadata
 from ban.cli import main
 from ban.data import DATASETS, list_datasets, load_dataset
@@ -168,6 +169,20 @@ def test_checkpoint_metadata_stores_the_canonical_arch() -> None:
     model = create_model("small_cnn", in_channels=1)
     assert model_metadata(model, "Small-CNN", 10, (1, 28, 28))["arch"] == "small_cnn"
     assert "unknown architecture 'nosuch'" in error_of(lambda: model_metadata(model, "nosuch", 10, (1, 28, 28)))
+
+
+def test_a_reference_matches_the_model_and_detector_however_the_spec_spelt_them() -> None:
+    model = {"backdoored": False, "arch_label": "PreAct-ResNet18", "arch": "PreAct-ResNet18", "width": 1.0}
+    verdict = {"settings": {"eps": 0.3}, "details": {"histogram": [0] * 10}}
+    scores = (0.1, 0.2, 0.3, 0.4, 0.5)
+    rows = [
+        {"method": "BAN", "detector": "BAN", "model": model, "verdict": {**verdict, "score": score}} for score in scores
+    ]
+    (ref,) = references_from_detections(rows, "mnist", "z")
+    assert (ref.detector, ref.arch) == ("ban", "preact_resnet18")
+    old = Reference("BAN", "PreAct_ResNet18", 1.0, "mnist", 10, {"eps": 0.3}, scores)  # a file written before
+    for r in (ref, old):
+        assert select_reference([r], "ban", "preact_resnet18", 1.0, "mnist", 10, {"eps": 0.3}) is r
 
 
 def test_cli_unknown_names_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
