@@ -87,6 +87,15 @@ def comparable_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in SETTINGS_IGNORED}
 
 
+def _canonical(kind: str, name: str) -> str:
+    """The registered spelling of a detector or architecture name (a name no registry knows is kept)."""
+    if kind == "detector":
+        from ban.detectors import DETECTORS as registry
+    else:
+        from ban.models.registry import MODELS as registry
+    return registry.resolve(name) or name
+
+
 def references_from_detections(detections: list[dict[str, Any]], dataset: str, source: str) -> list[Reference]:
     """One Reference per (method column, architecture) from a bench folder's detection results."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -107,8 +116,8 @@ def references_from_detections(detections: list[dict[str, Any]], dataset: str, s
         k = len(details.get("histogram") or details.get("scores_per_class") or [])
         refs.append(
             Reference(
-                detector=first["detector"],
-                arch=first["model"]["arch"],
+                detector=_canonical("detector", first["detector"]),
+                arch=_canonical("arch", first["model"]["arch"]),
                 width=float(first["model"]["width"]),
                 dataset=dataset,
                 num_classes=k,
@@ -170,14 +179,20 @@ def select_reference(
     source: str = "the reference file",
 ) -> Reference:
     """The reference for this model and these settings, or a one-line BanError naming the mismatch."""
-    mine = [r for r in refs if r.detector == detector]
+    detector, arch = _canonical("detector", detector), _canonical("arch", arch)
+    mine = [r for r in refs if _canonical("detector", r.detector) == detector]
     if not mine:
         have = ", ".join(sorted({r.detector for r in refs}))
         raise BanError(f"{source} has no reference for detector '{detector}' (it has: {have})")
     want = {"architecture": arch, "width": float(width), "dataset": dataset, "class count": num_classes}
 
     def facts(r: Reference) -> dict[str, Any]:
-        return {"architecture": r.arch, "width": r.width, "dataset": r.dataset, "class count": r.num_classes}
+        return {
+            "architecture": _canonical("arch", r.arch),
+            "width": r.width,
+            "dataset": r.dataset,
+            "class count": r.num_classes,
+        }
 
     same = [r for r in mine if facts(r) == want]
     if not same:

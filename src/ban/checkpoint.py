@@ -371,7 +371,7 @@ def load_model(
         if not k.startswith("attack.")
     }
     if arch is None:
-        raise BanError(f"{path} carries no ban metadata; pass --arch (one of {', '.join(sorted(MODELS))})")
+        raise BanError(f"{path} carries no ban metadata; pass --arch (one of {MODELS.choices()})")
     if input_size is not None and not 1 <= input_size <= MAX_SIDE:
         raise BanError(f"--input-size {input_size} is outside 1..{MAX_SIDE}; pass the side of the model's images")
     arch = canonical_arch(arch)

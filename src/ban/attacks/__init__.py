@@ -1,4 +1,4 @@
-"""Backdoor attacks behind one interface, registered in one dict."""
+"""Backdoor attacks behind one interface, registered in one `Registry`."""
 
 from __future__ import annotations
 
@@ -14,20 +14,20 @@ from ban.attacks.implant import IMPLANT_ASR, implant_warning
 from ban.attacks.ssdt import SSDT
 from ban.attacks.wanet import WaNet
 from ban.errors import BanError
+from ban.registry import Registry
 
-ATTACKS: dict[str, type[Attack]] = {
-    "badnets": BadNets,
-    "blend": Blend,
-    "wanet": WaNet,
-    "iad": IAD,
-    "bpp": Bpp,
-    "adap-blend": AdapBlend,
-    "ssdt": SSDT,
-}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+ATTACKS.register("badnets", BadNets)
+ATTACKS.register("blend", Blend)
+ATTACKS.register("wanet", WaNet)
+ATTACKS.register("iad", IAD)
+ATTACKS.register("bpp", Bpp)
+ATTACKS.register("adap-blend", AdapBlend)
+ATTACKS.register("ssdt", SSDT)
 
 
 def list_attacks() -> list[str]:
-    return sorted(ATTACKS)
+    return ATTACKS.list()
 
 
 def preset_lines() -> list[str]:
@@ -42,10 +42,7 @@ def preset_lines() -> list[str]:
 
 def attack_class(name: str) -> type[Attack]:
     """The registered class of attack `name` (case and `_`/`-` do not matter)."""
-    key = name.lower().replace("_", "-")
-    if key not in ATTACKS:
-        raise BanError(f"unknown attack '{name}'; choose one of {', '.join(list_attacks())}")
-    return ATTACKS[key]
+    return ATTACKS.entry(name)
 
 
 def resolve_params(name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -271,25 +271,19 @@ def check_names(spec: BenchSpec, source: str = "spec") -> None:
     from ban.attacks import ATTACKS, create_attack
     from ban.detectors import DETECTORS, create_detector
     from ban.mitigations import MITIGATIONS, create_mitigation
-    from ban.models.registry import canonical_arch
-
-    def key(name: str) -> str:
-        return name.lower().replace("_", "-")
+    from ban.models.registry import MODELS
 
     for i, a in enumerate(spec.architectures):
-        try:
-            canonical_arch(a.arch)
-        except BanError as exc:
-            raise BanError(f"{source}: key 'architectures.{i}.arch': {exc}") from None
+        if a.arch not in MODELS:
+            raise BanError(f"{source}: key 'architectures.{i}.arch': {MODELS.unknown(a.arch)}")
     for where, items, registry in (
         ("attacks", spec.attacks, ATTACKS),
         ("detectors", spec.detectors, DETECTORS),
         ("mitigations", spec.mitigations, MITIGATIONS),
     ):
         for i, item in enumerate(items):
-            if key(item.name) not in registry:
-                known = ", ".join(sorted(registry)) or "none registered yet"
-                raise BanError(f"{source}: key '{where}.{i}.name': unknown '{item.name}'; choose one of {known}")
+            if item.name not in registry:
+                raise BanError(f"{source}: key '{where}.{i}.name': {registry.unknown(item.name)}")
     # build each method once (constructors only store settings), so a bad setting fails now, not hours in
     try:
         for i, a in enumerate(spec.attacks):
@@ -307,21 +301,19 @@ def check_names(spec: BenchSpec, source: str = "spec") -> None:
 
 
 def check_data(spec: BenchSpec) -> None:
-    """The dataset's folder must exist (checked before any work starts)."""
-    from ban.data.registry import DATASETS
+    """The dataset must be one `load_dataset` accepts, and its folder must exist (checked before any work starts)."""
+    from ban.data.registry import dataset_info, unknown_dataset
 
-    name = spec.data.dataset.lower().replace("_", "-")
-    name = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(name, name)
+    info = dataset_info(spec.data.dataset)
+    if info is None and not Path(spec.data.dataset).exists():
+        raise BanError(f"key 'data.dataset': {unknown_dataset(spec.data.dataset)}")
     if spec.data.data_dir is not None:
         if not Path(spec.data.data_dir).exists():
             raise BanError(
                 f"key 'data.data_dir': {spec.data.data_dir} not found; point it (or --data-dir) at the dataset's folder"
             )
         return
-    info = DATASETS.get(name)
-    if info is None:
-        if not Path(spec.data.dataset).exists():
-            raise BanError(f"key 'data.dataset': unknown dataset '{spec.data.dataset}' and no such file or folder")
-        return
-    if info.default_dir is None or not Path(info.default_dir).is_dir():
-        raise BanError(f"key 'data.data_dir' is missing and dataset '{name}' is not installed: {info.install_hint}")
+    if info is not None and (info.default_dir is None or not Path(info.default_dir).is_dir()):
+        raise BanError(
+            f"key 'data.data_dir' is missing and dataset '{info.name}' is not installed: {info.install_hint}"
+        )

@@ -167,7 +167,7 @@ def detect(job: MethodJob, ctx: Context) -> str:
 
     ckpt = load_model(job.model.path(Path(ctx.out)))
     clean = clean_data(job, ctx)
-    kwargs = with_clean_count(DETECTORS.get(job.method.lower().replace("_", "-")), job.kwargs, len(clean))
+    kwargs = with_clean_count(DETECTORS.get(job.method), job.kwargs, len(clean))
     detector = create_detector(job.method, seed=job.seed, device=ctx.device, quiet=True, **kwargs)
     verdict = detector.detect(ckpt.model, clean)
     result = {
@@ -192,7 +192,7 @@ def mitigate(job: MethodJob, ctx: Context) -> str:
 
     ckpt = load_model(job.model.path(Path(ctx.out)))
     clean = clean_data(job, ctx)
-    kwargs = with_clean_count(MITIGATIONS.get(job.method.lower().replace("_", "-")), job.kwargs, len(clean))
+    kwargs = with_clean_count(MITIGATIONS.get(job.method), job.kwargs, len(clean))
     method = create_mitigation(job.method, seed=job.seed, device=ctx.device, quiet=True, **kwargs)
     _, report = method.run(ckpt.model, clean, test_set(job.model, ctx), ckpt.attack)
     result = {

@@ -47,7 +47,7 @@ def preview(
         shown = pick_images(test, n, seed)
         rows.append(trigger_row(ckpt.attack, shown.x, seed, note=f"from {model.name}"))
     else:
-        names = list(ATTACKS) if attack.lower() == "all" else [attack]
+        names = list(ATTACKS) if attack.strip().lower() == "all" else [ATTACKS.canonical(attack)]
         params = parse_params(param)
         if params and len(names) > 1:
             raise BanError("-p/--param sets one attack's parameters; pass it with a single --attack")

@@ -23,7 +23,7 @@ from ban.commands.common import (
     parse_params,
 )
 from ban.data import ImageData, balanced_sample
-from ban.detectors import Verdict, create_detector
+from ban.detectors import DETECTORS, Verdict, create_detector
 from ban.errors import BanError
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -130,7 +130,8 @@ def detect(
 
         refs = load_references(reference)
     settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **parse_params(param)}
-    if detector.lower() == "ban":
+    is_ban = DETECTORS.resolve(detector) == "ban"
+    if is_ban:
         settings["preset"] = preset
     verdicts: list[tuple[str, Verdict]] = []
     loaded: list[tuple[Checkpoint, CleanData]] = []
@@ -164,7 +165,7 @@ def detect(
                 f"{v.seconds:.1f}",
             )
         console.print(table)
-    if figures is not None and len(loaded) == 2 and detector.lower() == "ban":
+    if figures is not None and len(loaded) == 2 and is_ban:
         from ban.figures import tsne_figure
 
         models, names, found = [c.model for c, _ in loaded], [n for n, _ in verdicts], [v for _, v in verdicts]

@@ -2,7 +2,15 @@
 
 from ban.data.augment import Augment
 from ban.data.dataset import ImageData
-from ban.data.registry import DATASETS, DEFAULT_DATASET, list_datasets, load_dataset, normalization_for
+from ban.data.registry import (
+    DATASETS,
+    DEFAULT_DATASET,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    normalization_for,
+    unknown_dataset,
+)
 from ban.data.split import balanced_sample, defender_split
 
 __all__ = [
@@ -11,8 +19,10 @@ __all__ = [
     "DEFAULT_DATASET",
     "ImageData",
     "balanced_sample",
+    "dataset_info",
     "defender_split",
     "list_datasets",
     "load_dataset",
     "normalization_for",
+    "unknown_dataset",
 ]

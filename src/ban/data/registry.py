@@ -10,6 +10,7 @@ from ban.data.dataset import ImageData
 from ban.data.folder import read_image_folder, read_npz
 from ban.data.idx import has_idx_layout, read_idx_dataset
 from ban.errors import BanError
+from ban.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,10 @@ class DatasetInfo:
     install_hint: str
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "fashion-mnist": DatasetInfo(
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS.register(
+    "fashion-mnist",
+    DatasetInfo(
         "fashion-mnist",
         (0.2860,),
         (0.3530,),
@@ -34,7 +37,11 @@ DATASETS: dict[str, DatasetInfo] = {
         install_hint="install the Debian package 'dataset-fashion-mnist' (sudo apt-get install dataset-fashion-mnist) "
         "or pass --data-dir with the IDX files",
     ),
-    "mnist": DatasetInfo(
+    aliases=["fmnist", "fashionmnist"],
+)
+DATASETS.register(
+    "mnist",
+    DatasetInfo(
         "mnist",
         (0.1307,),
         (0.3081,),
@@ -42,7 +49,10 @@ DATASETS: dict[str, DatasetInfo] = {
         default_dir="/usr/share/datasets/mnist",
         install_hint="pass --data-dir with the MNIST IDX files (train-images-idx3-ubyte.gz, ...)",
     ),
-    "cifar10": DatasetInfo(
+)
+DATASETS.register(
+    "cifar10",
+    DatasetInfo(
         "cifar10",
         (0.4914, 0.4822, 0.4465),
         (0.2023, 0.1994, 0.2010),
@@ -50,7 +60,8 @@ DATASETS: dict[str, DatasetInfo] = {
         default_dir=None,
         install_hint="pass --data-dir with the folder holding cifar-10-batches-py or cifar-10-batches-bin",
     ),
-}
+    aliases=["cifar", "cifar-10"],
+)
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -67,12 +78,22 @@ DEFAULT_DATASET = "fashion-mnist"
 
 
 def list_datasets() -> list[str]:
-    return sorted(DATASETS)
+    return DATASETS.list()
+
+
+def dataset_info(name: str) -> DatasetInfo | None:
+    """The built-in dataset that `name` spells (any case, `_` or `-`, or an alias), or None (a path, perhaps)."""
+    return DATASETS.get(name)
+
+
+def unknown_dataset(name: str) -> BanError:
+    """The error for a name that is neither a built-in dataset nor an existing file or folder."""
+    return BanError(f"unknown dataset '{name}': not one of {DATASETS.choices()} and no such file or folder")
 
 
 def normalization_for(data: ImageData) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std): the published constants for a named dataset, else measured on `data`."""
-    info = DATASETS.get(data.name)
+    info = DATASETS.exact(data.name)
     if info is not None and len(info.mean) == data.image_shape[0]:
         return info.mean, info.std
     x = data.x
@@ -90,13 +111,9 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
     """
     if split not in ("train", "test"):
         raise BanError(f"unknown split '{split}'; use train or test")
-    key = name.lower().replace("_", "-")
-    if key in ("fmnist", "fashionmnist"):
-        key = "fashion-mnist"
-    if key in ("cifar-10", "cifar"):
-        key = "cifar10"
-    if key in DATASETS:
-        info = DATASETS[key]
+    info = dataset_info(name)
+    if info is not None:
+        key = info.name
         folder = Path(data_dir) if data_dir else (Path(info.default_dir) if info.default_dir else None)
         if folder is None:
             raise BanError(f"dataset '{key}' needs its files: {info.install_hint}")
@@ -110,7 +127,7 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
         return data
     path = Path(name)
     if not path.exists():
-        raise BanError(f"unknown dataset '{name}': not one of {', '.join(list_datasets())} and no such file or folder")
+        raise unknown_dataset(name)
     if not path.is_dir():
         if path.suffix.lower() != ".npz":
             raise BanError(f"{path}: unsupported data file; use a .npz with x and y, or an image folder")
@@ -118,7 +135,7 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", data_dir: st
     if (path / split).is_dir():
         return read_image_folder(path / split, name=path.name)
     if has_idx_layout(path):
-        known = DATASETS.get(path.name.lower())
+        known = DATASETS.exact(path.name.lower())
         data = read_idx_dataset(path, split, path.name, known.flip if known else True, 10 if known else None)
         if known is not None and known.name == "fashion-mnist":
             data.class_names = list(FASHION_MNIST_CLASSES)

@@ -1,4 +1,4 @@
-"""Backdoor detectors, all returning a `Verdict`, registered in one dict."""
+"""Backdoor detectors, all returning a `Verdict`, registered in one `Registry`."""
 
 from __future__ import annotations
 
@@ -11,26 +11,25 @@ from ban.detectors.featurere import FeatureRE
 from ban.detectors.neural_cleanse import NeuralCleanse
 from ban.detectors.tabor import Tabor
 from ban.detectors.unicorn import Unicorn
-from ban.errors import BanError
+from ban.registry import Registry
 
-DETECTORS: dict[str, type[Detector]] = {}
-DETECTORS["ban"] = BAN
-DETECTORS.update({"nc": NeuralCleanse, "tabor": Tabor, "featurere": FeatureRE, "unicorn": Unicorn})
-DETECTORS.update({"btidbf": BTIDBF, "btidbf-star": BTIDBFStar})
+DETECTORS: Registry[type[Detector]] = Registry("detector")
+DETECTORS.register("ban", BAN)
+DETECTORS.register("nc", NeuralCleanse)
+DETECTORS.register("tabor", Tabor)
+DETECTORS.register("featurere", FeatureRE)
+DETECTORS.register("unicorn", Unicorn)
+DETECTORS.register("btidbf", BTIDBF)
+DETECTORS.register("btidbf-star", BTIDBFStar)
 
 
 def list_detectors() -> list[str]:
-    return sorted(DETECTORS)
+    return DETECTORS.list()
 
 
 def create_detector(name: str, **settings: Any) -> Detector:
-    key = name.lower().replace("_", "-")
-    if key not in DETECTORS:
-        raise BanError(f"unknown detector '{name}'; choose one of {', '.join(list_detectors())}")
-    try:
-        return DETECTORS[key](**settings)
-    except TypeError as exc:
-        raise BanError(f"bad settings for detector '{key}': {exc}") from exc
+    """Build the detector `name` spells; an unknown name or a refused setting is a BanError."""
+    return DETECTORS.create(name, **settings)
 
 
 __all__ = ["DETECTORS", "Detector", "Verdict", "create_detector", "list_detectors"]

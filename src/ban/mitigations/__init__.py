@@ -1,10 +1,9 @@
-"""Backdoor removal methods, one interface, registered in one dict."""
+"""Backdoor removal methods, one interface, registered in one `Registry`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ban.errors import BanError
 from ban.mitigations.anp import ANP
 from ban.mitigations.ban_finetune import BANFineTune
 from ban.mitigations.base import Mitigation, MitigationReport
@@ -14,31 +13,26 @@ from ban.mitigations.finetune import FineTune
 from ban.mitigations.ftsam import FTSAM
 from ban.mitigations.ibau import IBAU
 from ban.mitigations.nad import NAD
+from ban.registry import Registry
 
-MITIGATIONS: dict[str, type[Mitigation]] = {
-    "ft": FineTune,
-    "fp": FinePruning,
-    "nad": NAD,
-    "ibau": IBAU,
-    "ftsam": FTSAM,
-    "anp": ANP,
-    "btidbf-u": BTIDBFUnlearn,
-    "ban": BANFineTune,
-}
+MITIGATIONS: Registry[type[Mitigation]] = Registry("mitigation", label="mitigation method")
+MITIGATIONS.register("ft", FineTune)
+MITIGATIONS.register("fp", FinePruning)
+MITIGATIONS.register("nad", NAD)
+MITIGATIONS.register("ibau", IBAU)
+MITIGATIONS.register("ftsam", FTSAM)
+MITIGATIONS.register("anp", ANP)
+MITIGATIONS.register("btidbf-u", BTIDBFUnlearn)
+MITIGATIONS.register("ban", BANFineTune)
 
 
 def list_mitigations() -> list[str]:
-    return sorted(MITIGATIONS)
+    return MITIGATIONS.list()
 
 
 def create_mitigation(name: str, **settings: Any) -> Mitigation:
-    key = name.lower().replace("_", "-")
-    if key not in MITIGATIONS:
-        raise BanError(f"unknown mitigation method '{name}'; choose one of {', '.join(list_mitigations())}")
-    try:
-        return MITIGATIONS[key](**settings)
-    except TypeError as exc:
-        raise BanError(f"bad settings for mitigation '{key}': {exc}") from exc
+    """Build the mitigation `name` spells; an unknown name or a refused setting is a BanError."""
+    return MITIGATIONS.create(name, **settings)
 
 
 __all__ = ["MITIGATIONS", "Mitigation", "MitigationReport", "create_mitigation", "list_mitigations"]

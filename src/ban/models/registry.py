@@ -1,4 +1,4 @@
-"""`create_model(name, ...)` and `list_models()`: the model zoo as a dict of constructors."""
+"""`create_model(name, ...)` and `list_models()`: the model zoo as a registry of constructors."""
 
 from __future__ import annotations
 
@@ -14,35 +14,24 @@ from ban.models.preact_resnet import preact_resnet18
 from ban.models.resnet import resnet18
 from ban.models.small_cnn import SmallCNN
 from ban.models.vgg import vgg16_bn
+from ban.registry import Registry
 
-MODELS: dict[str, Callable[..., SplitModel]] = {
-    "resnet18": resnet18,
-    "preact_resnet18": preact_resnet18,
-    "vgg16": vgg16_bn,
-    "densenet121": densenet121,
-    "mobilenetv2": MobileNetV2,
-    "small_cnn": SmallCNN,
-}
-_ALIASES = {
-    "preactresnet18": "preact_resnet18",
-    "vgg16_bn": "vgg16",
-    "vgg16bn": "vgg16",
-    "mobilenet_v2": "mobilenetv2",
-    "smallcnn": "small_cnn",
-    "cnn": "small_cnn",
-}
+MODELS: Registry[Callable[..., SplitModel]] = Registry("architecture")
+MODELS.register("resnet18", resnet18)
+MODELS.register("preact_resnet18", preact_resnet18, aliases=["preactresnet18"])
+MODELS.register("vgg16", vgg16_bn, aliases=["vgg16_bn", "vgg16bn"])
+MODELS.register("densenet121", densenet121)
+MODELS.register("mobilenetv2", MobileNetV2, aliases=["mobilenet_v2"])
+MODELS.register("small_cnn", SmallCNN, aliases=["smallcnn", "cnn"])
 
 
 def list_models() -> list[str]:
-    return sorted(MODELS)
+    return MODELS.list()
 
 
 def canonical_arch(name: str) -> str:
-    key = name.lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in MODELS:
-        raise BanError(f"unknown architecture '{name}'; choose one of {', '.join(list_models())}")
-    return key
+    """The registered name of architecture `name` (any case, `_` or `-`, or an alias)."""
+    return MODELS.canonical(name)
 
 
 def create_model(
@@ -63,7 +52,7 @@ def create_model(
         raise BanError(f"num_classes must be at least 2, got {num_classes}")
     if width <= 0:
         raise BanError(f"width multiplier must be positive, got {width}")
-    build = MODELS[canonical_arch(name)]
+    build = MODELS.entry(name)
     if seed is None:
         return build(num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std)
     with torch.random.fork_rng(devices=[]):
