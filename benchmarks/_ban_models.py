@@ -1,30 +1,32 @@
-"""Models for the BAN default-setting measurements: the shared test zoo plus a few more seeds/targets.
+"""Models for the BAN default-setting measurements: the reference zoo (`ban.zoo`) plus a few more seeds/targets.
 
-Cached next to the test zoo (.cache/test-models); `models()` returns {name: Checkpoint}.
+Cached with the test zoo (.cache/test-models, or $BAN_TEST_CACHE); `models()` returns (zoo, {name: Checkpoint}).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ban.checkpoint import Checkpoint
+from ban.recipe import Recipe
+from ban.zoo import BASE, Zoo, cache_folder
 
-import zoo  # noqa: E402
-
-EXTRA = {
-    "clean-seed2": {**zoo.BASE, "seed": 2},
-    "clean-seed3": {**zoo.BASE, "seed": 3},
-    "badnets-t7-s1": {**zoo.BASE, "seed": 1, "attack": "badnets", "attack_params": {"target": 7, "poison_rate": 0.1}},
-    "badnets-white-t1-s2": {
-        **zoo.BASE,
-        "seed": 2,
-        "attack": "badnets",
-        "attack_params": {"target": 1, "poison_rate": 0.1, "patch": "white", "patch_size": 4},
-    },
-    "blend-t5-s1": {**zoo.BASE, "seed": 1, "attack": "blend", "attack_params": {"target": 5, "poison_rate": 0.1}},
-    "wanet-t2-s0": {**zoo.BASE, "attack": "wanet", "attack_params": {"target": 2}},
-    "bpp-t8-s0": {**zoo.BASE, "attack": "bpp", "attack_params": {"target": 8}},
+ROOT = Path(__file__).resolve().parents[1]
+EXTRA: dict[str, Recipe] = {
+    "clean-seed2": replace(BASE, seed=2),
+    "clean-seed3": replace(BASE, seed=3),
+    "badnets-t7-s1": replace(BASE, seed=1, attack="badnets", attack_params={"target": 7, "poison_rate": 0.1}),
+    "badnets-white-t1-s2": replace(
+        BASE,
+        seed=2,
+        attack="badnets",
+        attack_params={"target": 1, "poison_rate": 0.1, "patch": "white", "patch_size": 4},
+    ),
+    "blend-t5-s1": replace(BASE, seed=1, attack="blend", attack_params={"target": 5, "poison_rate": 0.1}),
+    "wanet-t2-s0": replace(BASE, attack="wanet", attack_params={"target": 2}),
+    "bpp-t8-s0": replace(BASE, attack="bpp", attack_params={"target": 8}),
 }
 NAMES = [
     "badnets", "clean", "badnets-t7-s1", "clean-seed1", "blend-t5-s1", "clean-seed2",
@@ -32,11 +34,17 @@ NAMES = [
 ]  # fmt: skip
 
 
-def models(names: list[str] | None = None, skip_missing: bool = True) -> tuple[zoo.Zoo, dict]:
+def zoo() -> Zoo:
+    """The reference zoo over the shared cache, with the extra recipes above."""
+    z = Zoo(cache_folder(ROOT))
+    for name, recipe in EXTRA.items():
+        z.add(name, recipe)
+    return z
+
+
+def models(names: list[str] | None = None, skip_missing: bool = True) -> tuple[Zoo, dict[str, Checkpoint]]:
     """(zoo, {name: Checkpoint}); recipes whose attack is not registered yet are skipped."""
-    for k, v in EXTRA.items():
-        zoo.RECIPES.setdefault(k, v)
-    z = zoo.Zoo()
+    z = zoo()
     out = {}
     for name in names or NAMES:
         try:

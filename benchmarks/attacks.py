@@ -20,15 +20,15 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ban.attacks import ATTACKS, create_attack
-from ban.checkpoint import model_metadata, save_model
-from ban.data import balanced_sample, defender_split, load_dataset, normalization_for
-from ban.models import create_model
-from ban.train import TrainConfig, train_model
+from ban.attacks import ATTACKS
+from ban.checkpoint import Checkpoint
+from ban.recipe import Recipe, recipe_data
+from ban.trainer import train_checkpoint
 
 # Per-attack epochs and parameters for the CPU budget (small_cnn, 8000 images). Paper defaults otherwise.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -99,11 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
     extra = extra_params(args.param)
-    attacker, _ = defender_split(load_dataset(args.data, "train"), 0.1, seed=0)
-    train = balanced_sample(attacker, min(args.subset, len(attacker)), seed=0)
-    test_all = load_dataset(args.data, "test")
-    test = balanced_sample(test_all, min(args.test_subset, len(test_all)), seed=0)
-    mean, std = normalization_for(train)
+    base = Recipe(
+        arch=args.arch,
+        width=args.width,
+        dataset=args.data,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        seed=args.seed,
+    )
+    train, test, _ = recipe_data(base)
     print(
         f"{args.data}: {len(train)} train / {len(test)} test images {train.image_shape}, "
         f"{args.arch} width {args.width}, lr {args.lr}, batch {args.batch_size}, augment {args.augment}, "
@@ -113,37 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = {k: int(v) for k, _, v in (t.partition("=") for t in (args.targets or "").split(",") if t)}
 
-    def fit(epochs: int, attack: Any, name: str) -> tuple[Any, float]:
-        torch.manual_seed(args.seed)
-        model = create_model(args.arch, train.num_classes, train.image_shape[0], args.width, mean, std)
-        cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            augment=args.augment,
-            seed=args.seed,
-            device=args.device,
-            quiet=True,
-        )
-        report = train_model(model, train, cfg, attack, test)
-        if args.save_dir:
-            os.makedirs(args.save_dir, exist_ok=True)
-            t = report.test
-            meta = model_metadata(
-                model,
-                args.arch,
-                train.num_classes,
-                train.image_shape,
-                args.width,
-                args.data,
-                args.seed,
-                ba=t.ba,
-                asr=t.asr,
-                target=attack.target if attack else None,
-                epochs=epochs,
-            )
-            save_model(os.path.join(args.save_dir, f"{name}.safetensors"), model, meta, attack)
-        return report.test, report.seconds
+    def fit(recipe: Recipe, name: str) -> tuple[Checkpoint, dict[str, Any]]:
+        """Train `recipe` (also written to --save-dir/NAME.safetensors when given); checkpoint, training report."""
+        path = os.path.join(args.save_dir, f"{name}.safetensors") if args.save_dir else None
+        ckpt = train_checkpoint(recipe, path, data=(train, test), device=args.device, meta={"epochs": recipe.epochs})
+        return ckpt, ckpt.meta["train"]
 
     clean: dict[int, float] = {}
     rows = []
@@ -152,26 +133,28 @@ def main(argv: list[str] | None = None) -> int:
         epochs = args.epochs or setting["epochs"]
         params = {"target": targets.get(name, args.target), **setting["params"], **extra.get(name, {})}
         if epochs not in clean:
-            report, seconds = fit(epochs, None, f"clean-e{epochs}")
-            clean[epochs] = report.ba
-            print(f"  clean, {epochs} epochs: BA {report.ba:.4f} ({seconds:.0f} s)", flush=True)
-        attack = create_attack(name, **params)
-        report, seconds = fit(epochs, attack, f"{name}-t{attack.target}")
+            _, trained = fit(replace(base, epochs=epochs), f"clean-e{epochs}")
+            clean[epochs] = trained["test"]["ba"]
+            print(f"  clean, {epochs} epochs: BA {clean[epochs]:.4f} ({trained['seconds']:.0f} s)", flush=True)
+        target = int(params["target"])
+        ckpt, trained = fit(replace(base, epochs=epochs, attack=name, attack_params=params), f"{name}-t{target}")
+        assert ckpt.attack is not None
+        report, seconds = trained["test"], trained["seconds"]
         row = {
             "attack": name,
             "epochs": epochs,
             "settings": {k: v for k, v in params.items() if k != "target"},
-            "target": attack.target,
-            "poison_rate": attack.poison_rate,
-            "ba": report.ba,
+            "target": ckpt.attack.target,
+            "poison_rate": ckpt.attack.poison_rate,
+            "ba": report["ba"],
             "clean_ba": clean[epochs],
-            "asr": report.asr,
-            "nvt_accuracy": report.nvt_accuracy,
+            "asr": report["asr"],
+            "nvt_accuracy": report.get("nvt_accuracy"),
             "seconds": seconds,
         }
         rows.append(row)
-        nvt = f"  non-victim acc {report.nvt_accuracy:.4f}" if report.nvt_accuracy is not None else ""
-        print(f"  {name}: BA {report.ba:.4f}  ASR {report.asr:.4f}{nvt}  ({seconds:.0f} s)", flush=True)
+        nvt = f"  non-victim acc {row['nvt_accuracy']:.4f}" if row["nvt_accuracy"] is not None else ""
+        print(f"  {name}: BA {row['ba']:.4f}  ASR {row['asr']:.4f}{nvt}  ({seconds:.0f} s)", flush=True)
 
     print()
     print("| attack | epochs | settings for this budget | BA | clean BA | ΔBA | ASR | non-victim acc | s | goal |")

@@ -1,6 +1,6 @@
 """Measure BAN's statistics over clean and backdoored models to choose its default statistic, eps and threshold.
 
-For every model (tests/zoo.py recipes plus the extra seeds/targets in benchmarks/_ban_models.py) and
+For every model (the reference zoo's recipes, ban.zoo, plus the extra seeds/targets in benchmarks/_ban_models.py) and
 every setting, print one row: the share of held-out clean images in the argmax class of the
 no-mask and the (1-m) histograms under noise, that class, and the clean-loss rise.
 Usage: python benchmarks/ban_defaults.py [--budget 0.25] [--eps 0.1,0.2,0.3] [--models a,b] [--faithful-eps 0.3]

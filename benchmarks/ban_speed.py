@@ -1,23 +1,20 @@
 """Time BAN's `paper` and `faithful` presets on the same models in one run and print the speed ratio.
 
 Usage: python benchmarks/ban_speed.py [--budget 1.0] [--models badnets,clean] [--threads 1]
-Models come from the shared test zoo (tests/zoo.py); the held-out pool is its 6000 defender images.
+Models come from the reference zoo (ban.zoo, cached with the tests' models); held-out pool: its 6000 defender images.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from ban.clean_data import CleanData  # noqa: E402
-from ban.detectors import create_detector  # noqa: E402
-from zoo import Zoo  # noqa: E402
+from ban.clean_data import CleanData
+from ban.detectors import create_detector
+from ban.zoo import Zoo, cache_folder
 
 
 def main() -> None:
@@ -28,7 +25,7 @@ def main() -> None:
     p.add_argument("--eval-samples", type=int, default=5000)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    z = Zoo()
+    z = Zoo(cache_folder(Path(__file__).resolve().parents[1]))
     clean = CleanData.from_images(z.defender)
     totals = {"paper": 0.0, "faithful": 0.0}
     print(f"budget {a.budget}, held-out images up to {a.eval_samples}, torch threads {a.threads}")

@@ -1,6 +1,6 @@
 """What batching the per-class search buys: NC, Tabor, FeatureRE and Unicorn, batched vs a Python loop.
 
-Same model (the test zoo's BadNets small CNN), same clean images, same settings; only `batched`
+Same model (the reference zoo's BadNets small CNN, ban.zoo), same clean images, same settings; only `batched`
 differs (the loop draws its random initialisations per class, so norms/values differ slightly).
 Usage: python benchmarks/batched_search.py [--detectors nc featurere] [--threads 1]
 """
@@ -8,16 +8,13 @@ Usage: python benchmarks/batched_search.py [--detectors nc featurere] [--threads
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import zoo  # noqa: E402
-from ban.clean_data import CleanData  # noqa: E402
-from ban.detectors import create_detector  # noqa: E402
+from ban.clean_data import CleanData
+from ban.detectors import create_detector
+from ban.zoo import Zoo, cache_folder
 
 SETTINGS = {
     "nc": {"n_samples": 100, "batch_size": 32, "epochs": 5},
@@ -35,7 +32,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    z = zoo.Zoo()
+    z = Zoo(cache_folder(Path(__file__).resolve().parents[1]))
     clean = CleanData.from_images(z.defender)
     model = z.get(args.model).model
     print(f"{'detector':>10} {'batched s':>10} {'looped s':>10} {'speed-up':>9}  target (batched / looped)")

@@ -1,7 +1,7 @@
 """All seven detectors (six baselines + BAN) on the same models with the same clean data.
 
 Models: a clean small CNN and one per attack registered in `ban.attacks` (Fashion-MNIST, the
-shared test-zoo recipe: 8000 images, 4 epochs; cached in .cache/test-models, trained on first use).
+reference zoo's recipe, ban.zoo: 8000 images, 4 epochs; cached in .cache/test-models, trained on first use).
 Clean data: the zoo's defender pool (the held-out 10% of the training set) for every detector.
 Prints flagged / target / score / seconds per detector and model, the time of each baseline
 relative to BAN, and writes every verdict to --out (JSON).
@@ -19,19 +19,18 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import zoo  # noqa: E402
-from ban.attacks import ATTACKS  # noqa: E402
-from ban.checkpoint import load_model  # noqa: E402
-from ban.clean_data import CleanData  # noqa: E402
-from ban.detectors import DETECTORS, create_detector  # noqa: E402
-from ban.utils import atomic_write_text  # noqa: E402
+from ban.attacks import ATTACKS
+from ban.checkpoint import load_model
+from ban.clean_data import CleanData
+from ban.detectors import DETECTORS, create_detector
+from ban.utils import atomic_write_text
+from ban.zoo import BASE, Zoo, cache_folder
 
 DETECTOR_NAMES = ["ban", "nc", "tabor", "featurere", "unicorn", "btidbf", "btidbf-star"]
 TARGET = 3
@@ -54,14 +53,13 @@ CPU_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def model_recipes(attacks: list[str]) -> list[str]:
-    """Register one zoo recipe per attack (in this process only) and return the model names."""
+def model_recipes(z: Zoo, attacks: list[str]) -> list[str]:
+    """Register one recipe per attack in `z` and return the model names."""
     names = ["clean"]
     for attack in attacks:
         name = "badnets" if attack == "badnets" else f"bench-{attack}"
-        if name not in zoo.RECIPES:
-            params = {"target": TARGET, **ATTACK_PARAMS.get(attack, {})}
-            zoo.RECIPES[name] = {**zoo.BASE, "attack": attack, "attack_params": params}
+        params = {"target": TARGET, **ATTACK_PARAMS.get(attack, {})}
+        z.add(name, replace(BASE, attack=attack, attack_params=params))
         names.append(name)
     return names
 
@@ -69,7 +67,7 @@ def model_recipes(attacks: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     torch.set_num_threads(args.threads)
     attacks = [a for a in (args.attacks or list(ATTACKS)) if a in ATTACKS]
-    z = zoo.Zoo()
+    z = Zoo(cache_folder(Path(__file__).resolve().parents[1]))
     clean = CleanData.from_images(z.defender)
     detectors = []
     for name in args.detectors:
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.models_dir:  # every checkpoint in a folder, e.g. the attack benchmark's (benchmarks/attacks.py --save-dir)
         sources: list[tuple[str, Any]] = [(p.stem, p) for p in sorted(Path(args.models_dir).glob("*.safetensors"))]
     else:
-        sources = [(n, None) for n in model_recipes(attacks)]
+        sources = [(n, None) for n in model_recipes(z, attacks)]
     for model_name, path in sources:
         try:
             ckpt = load_model(path) if path is not None else z.get(model_name)

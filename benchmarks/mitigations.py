@@ -1,7 +1,7 @@
 """Every mitigation on the same backdoored models: BA / ASR before and after, and time.
 
-One backdoored small model per attack in ``ban.attacks.ATTACKS`` (Fashion-MNIST, trained like the
-test zoo and cached beside it in .cache/test-models), one clean pool for every method, one budget.
+One backdoored small model per attack in ``ban.attacks.ATTACKS`` (Fashion-MNIST, the reference zoo's
+recipe, ban.zoo, cached with the tests' models in .cache/test-models), one clean pool for every method, one budget.
 Each (attack, method) result is cached as JSON under ``--out``, so the run is resumable: call it
 again (or with ``--time-limit``) until the table is complete.
 
@@ -15,41 +15,39 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ban.attacks import ATTACKS
+from ban.checkpoint import load_model
+from ban.clean_data import CleanData
+from ban.data import balanced_sample
+from ban.errors import BanError
+from ban.mitigations import MITIGATIONS, create_mitigation
+from ban.recipe import Recipe
+from ban.utils import atomic_write_text
+from ban.zoo import BASE, Zoo, cache_folder
+from ban.zoo import RECIPES as ZOO
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import zoo  # noqa: E402
-from ban.attacks import ATTACKS  # noqa: E402
-from ban.checkpoint import load_model  # noqa: E402
-from ban.clean_data import CleanData  # noqa: E402
-from ban.data import balanced_sample  # noqa: E402
-from ban.errors import BanError  # noqa: E402
-from ban.mitigations import MITIGATIONS, create_mitigation  # noqa: E402
-from ban.utils import atomic_write_text  # noqa: E402
-
-# attack -> test-zoo recipe name; recipes shared with other benchmarks hash to the same cache file
-RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "badnets": ("badnets", zoo.RECIPES["badnets"]),
-    "blend": (
-        "blend-t5-s1",
-        {**zoo.BASE, "seed": 1, "attack": "blend", "attack_params": {"target": 5, "poison_rate": 0.1}},
-    ),
-    "wanet": ("wanet-t2-s0", {**zoo.BASE, "attack": "wanet", "attack_params": {"target": 2}}),
-    "bpp": ("bpp-t8-s0", {**zoo.BASE, "attack": "bpp", "attack_params": {"target": 8}}),
+# attack -> zoo recipe name and recipe; recipes shared with other benchmarks hash to the same cache file
+RECIPES: dict[str, tuple[str, Recipe]] = {
+    "badnets": ("badnets", ZOO["badnets"]),
+    "blend": ("blend-t5-s1", replace(BASE, seed=1, attack="blend", attack_params={"target": 5, "poison_rate": 0.1})),
+    "wanet": ("wanet-t2-s0", replace(BASE, attack="wanet", attack_params={"target": 2})),
+    "bpp": ("bpp-t8-s0", replace(BASE, attack="bpp", attack_params={"target": 8})),
 }
 METHOD_ORDER = ["ft", "fp", "nad", "ibau", "ftsam", "anp", "btidbf-u", "ban"]
 
 
-def recipe_for(attack: str) -> tuple[str, dict[str, Any]]:
+def recipe_for(attack: str) -> tuple[str, Recipe]:
     """The zoo recipe of the backdoored model for `attack` (default: the attack's own defaults, target 3)."""
     if attack in RECIPES:
         return RECIPES[attack]
-    return f"{attack}-t3-s0", {**zoo.BASE, "attack": attack, "attack_params": {"target": 3}}
+    return f"{attack}-t3-s0", replace(BASE, attack=attack, attack_params={"target": 3})
 
 
 def methods() -> list[str]:
@@ -75,7 +73,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
-def run_cell(z: zoo.Zoo, attack: str, method: str, clean: CleanData, args: argparse.Namespace) -> dict[str, Any]:
+def run_cell(z: Zoo, attack: str, method: str, clean: CleanData, args: argparse.Namespace) -> dict[str, Any]:
     if args.models_dir:  # the attack benchmark's checkpoints: ATTACK-tTARGET.safetensors
         found = sorted(Path(args.models_dir).glob(f"{attack}-t*.safetensors"))
         if not found:
@@ -83,7 +81,7 @@ def run_cell(z: zoo.Zoo, attack: str, method: str, clean: CleanData, args: argpa
         name, ckpt = found[0].stem, load_model(found[0])
     else:
         name, recipe = recipe_for(attack)
-        zoo.RECIPES.setdefault(name, recipe)
+        z.add(name, recipe)
         ckpt = z.get(name)
     key, extra = parse_method(method)
     kwargs: dict[str, Any] = {"seed": args.seed, "device": args.device, "quiet": True, "budget": args.budget, **extra}
@@ -161,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         start = time.perf_counter()
-        z = zoo.Zoo()
+        z = Zoo(cache_folder(ROOT))
         clean = CleanData.from_images(balanced_sample(z.defender, args.clean, seed=args.seed + 1))
         for attack in attacks:
             for method in names:

@@ -15,34 +15,24 @@ from pathlib import Path
 import torch
 
 from ban.api import detect, mitigate
-from ban.attacks import create_attack
-from ban.checkpoint import Checkpoint, load_model, model_metadata, save_model
+from ban.checkpoint import Checkpoint, load_model
 from ban.clean_data import CleanData
-from ban.data import balanced_sample, defender_split, load_dataset, normalization_for
+from ban.data import ImageData
 from ban.detectors import Verdict
-from ban.models import create_model
-from ban.train import TrainConfig, train_model
+from ban.recipe import recipe_data
+from ban.trainer import train_checkpoint
+from ban.zoo import BASE, RECIPES
 
-TRAIN_SIZE, TEST_SIZE, TARGET = 8000, 2000, 3
 
-
-def get_model(name: str, cache: Path, train, test, quiet: bool) -> Checkpoint:  # type: ignore[no-untyped-def]
-    """Load `name` from the cache, or train it (small CNN, 4 epochs) and save it there."""
+def get_model(name: str, cache: Path, train: ImageData, test: ImageData, quiet: bool) -> Checkpoint:
+    """Load `name` from the cache, or train it (the reference zoo's recipe of that name) and save it there."""
     path = cache / f"{name}.safetensors"
     if path.exists():
         return load_model(path)
-    attack = create_attack("badnets", target=TARGET, poison_rate=0.1) if name == "badnets" else None
-    mean, std = normalization_for(train)
-    model = create_model("small_cnn", train.num_classes, train.image_shape[0], 1.0, mean, std, seed=0)
-    cfg = TrainConfig(epochs=4, lr=0.05, augment=False, seed=0, device="cpu", quiet=quiet)
-    report = train_model(model, train, cfg, attack, test)
-    assert report.test is not None
-    meta = model_metadata(
-        model, "small_cnn", train.num_classes, train.image_shape, 1.0, "fashion-mnist", 0,
-        ba=report.test.ba, asr=report.test.asr, target=TARGET if attack else None, split_seed=0,
-    )  # fmt: skip
-    save_model(path, model, meta, attack)
-    return load_model(path)
+    recipe = RECIPES[name]
+    return train_checkpoint(
+        recipe, path, data=(train, test), device="cpu", quiet=quiet, record_training=False, meta={"split_seed": 0}
+    )
 
 
 def describe(name: str, v: Verdict) -> str:
@@ -63,9 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     start = time.perf_counter()
-    attacker, defender = defender_split(load_dataset("fashion-mnist", "train"), 0.1, seed=0)
-    train = balanced_sample(attacker, TRAIN_SIZE, seed=0)
-    test = balanced_sample(load_dataset("fashion-mnist", "test"), TEST_SIZE, seed=0)
+    train, test, defender = recipe_data(BASE)
     clean = CleanData.from_images(defender)
     models = {name: get_model(name, a.cache, train, test, a.quiet) for name in ("clean", "badnets")}
     print(f"models ready in {a.cache}/ ({time.perf_counter() - start:.0f} s)")

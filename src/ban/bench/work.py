@@ -19,7 +19,7 @@ import torch
 
 from ban.bench.plan import MethodJob, ModelJob, Task
 from ban.clean_data import CleanData
-from ban.data import ImageData, balanced_sample, defender_split, load_dataset, normalization_for
+from ban.data import ImageData, balanced_sample, defender_split, load_dataset
 from ban.errors import BanError
 from ban.utils import atomic_write_text
 
@@ -123,41 +123,33 @@ def train(job: ModelJob, ctx: Context) -> tuple[str, str]:
     Returns (summary, warning); the warning is not empty when a backdoor ended below the ASR
     the report needs (the model is written all the same, and the report lists it apart).
     """
-    from ban.attacks import create_attack, implant_warning
-    from ban.checkpoint import model_metadata, save_model
-    from ban.models import create_model
-    from ban.train import TrainConfig, train_model
+    from ban.recipe import Recipe
+    from ban.trainer import asr_warning, train_checkpoint
 
     path = job.path(Path(ctx.out))
     if path.exists():
         return "already trained", ""
-    data = attacker_part(job, ctx)
-    test = test_set(job, ctx)
-    attack = create_attack(job.attack, **job.attack_params) if job.attack else None
-    mean, std = normalization_for(data)
-    model = create_model(job.arch, data.num_classes, data.image_shape[0], job.width, mean, std)
-    cfg = TrainConfig(**job.recipe, seed=job.seed, device=ctx.device, quiet=True)
-    report = train_model(model, data, cfg, attack, test)
-    assert report.test is not None
-    meta = model_metadata(
-        model,
-        job.arch,
-        data.num_classes,
-        data.image_shape,
-        job.width,
-        dataset=data.name,
+    d = job.data
+    recipe = Recipe(
+        arch=job.arch,
+        width=job.width,
+        dataset=d["dataset"],
+        split_seed=d["split_seed"],
+        defender_fraction=d["defender_fraction"],
+        subset=d.get("train_subset"),
+        subset_seed=job.seed,
+        test_subset=d.get("test_subset"),
+        attack=job.attack,
+        attack_params=job.attack_params,
         seed=job.seed,
-        ba=report.test.ba,
-        asr=report.test.asr,
-        target=attack.target if attack is not None else None,
-        train=report.to_dict(),
-        split_seed=job.data["split_seed"],
-        bench={"id": job.id, "key": job.key, "group": job.group},
+        **job.recipe,
     )
-    save_model(path, model.cpu(), meta, attack.cpu() if attack is not None else None)
-    asr = f" ASR {report.test.asr:.3f}" if report.test.asr is not None else ""
-    warning = implant_warning(attack, report.test.asr, "bench") if attack is not None else None
-    return f"BA {report.test.ba:.3f}{asr}", f"{job.id}: {warning}" if warning else ""
+    bench = {"id": job.id, "key": job.key, "group": job.group}
+    data = (attacker_part(job, ctx), test_set(job, ctx))
+    ckpt = train_checkpoint(recipe, path, data=data, device=ctx.device, meta={"bench": bench})
+    asr = f" ASR {ckpt.meta['asr']:.3f}" if ckpt.meta.get("asr") is not None else ""
+    warning = asr_warning(ckpt, "bench")
+    return f"BA {ckpt.meta['ba']:.3f}{asr}", f"{job.id}: {warning}" if warning else ""
 
 
 def detect(job: MethodJob, ctx: Context) -> str:

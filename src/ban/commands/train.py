@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ban.attacks import create_attack, implant_warning
-from ban.checkpoint import model_metadata, save_model
 from ban.commands.common import (
     DataDirOpt,
     DataOpt,
     DeviceOpt,
     QuietOpt,
     SeedOpt,
-    attacker_and_defender,
     check_output_file,
     console,
     err_console,
-    maybe_subset,
     parse_params,
 )
-from ban.data import load_dataset, normalization_for
-from ban.models import create_model
-from ban.train import TrainConfig, train_model
+from ban.recipe import Recipe
+from ban.trainer import asr_warning, train_checkpoint
 
 
 def train(
@@ -53,54 +49,42 @@ def train(
 ) -> None:
     """Train a model on the attacker's 90% of the training set (poisoned when --attack is given)."""
     check_output_file(out, "--out")
-    train_part, _ = attacker_and_defender(data, data_dir, split_seed)
-    train_part = maybe_subset(train_part, subset, seed)
-    test = maybe_subset(load_dataset(data, "test", data_dir), test_subset, seed)
-    atk = None
+    params: dict[str, Any] = {}
     if attack:
-        kwargs = {"target": target, "mode": mode, "poison_rate": poison_rate, "victim": victim, **parse_params(param)}
+        params = {"target": target, "mode": mode, "poison_rate": poison_rate, "victim": victim, **parse_params(param)}
         if mode == "source-specific" and victim is None:
-            kwargs.pop("victim")
-        atk = create_attack(attack, **kwargs)
-    mean, std = normalization_for(train_part)
-    model = create_model(arch, train_part.num_classes, train_part.image_shape[0], width, mean, std, seed=seed)
-    cfg = TrainConfig(
+            params.pop("victim")
+    recipe = Recipe(
+        arch=arch,
+        width=width,
+        dataset=data,
+        split_seed=split_seed,
+        subset=subset,
+        subset_seed=seed,
+        test_subset=test_subset,
+        test_subset_seed=seed,
         epochs=epochs,
-        batch_size=batch_size,
         lr=lr,
+        batch_size=batch_size,
         schedule=schedule,
         milestones=tuple(int(m) for m in milestones.split(",") if m.strip()),
         augment=not no_augment,
+        attack=attack or None,
+        attack_params=params,
         seed=seed,
-        device=device,
-        quiet=quiet,
     )
-    report = train_model(model, train_part, cfg, atk, test)
-    assert report.test is not None
-    meta = model_metadata(
-        model,
-        arch,
-        train_part.num_classes,
-        train_part.image_shape,
-        width,
-        dataset=train_part.name,
-        seed=seed,
-        ba=report.test.ba,
-        asr=report.test.asr,
-        target=atk.target if atk is not None else None,
-        train=report.to_dict(),
-        split_seed=split_seed,
-    )
-    save_model(out, model, meta, atk)
-    line = f"BA {report.test.ba:.4f}"
-    if report.test.asr is not None:
-        line += f"  ASR {report.test.asr:.4f}"
-    if report.test.nvt_accuracy is not None:
-        line += f"  non-victim acc {report.test.nvt_accuracy:.4f}"
+    ckpt = train_checkpoint(recipe, out, data_dir=data_dir, device=device, quiet=quiet)
+    report = ckpt.meta["train"]
+    test = report["test"]
+    line = f"BA {test['ba']:.4f}"
+    if test.get("asr") is not None:
+        line += f"  ASR {test['asr']:.4f}"
+    if test.get("nvt_accuracy") is not None:
+        line += f"  non-victim acc {test['nvt_accuracy']:.4f}"
     console.print(
-        f"[bold]{arch}[/] w{width} on {len(train_part)} images, {epochs} epochs, {report.seconds:.0f} s: {line}"
+        f"[bold]{arch}[/] w{width} on {report['num_train']} images, {epochs} epochs, {report['seconds']:.0f} s: {line}"
     )
     console.print(f"saved {out}")
-    warning = implant_warning(atk, report.test.asr) if atk is not None else None
+    warning = asr_warning(ckpt, "train")
     if warning:
         err_console.print(f"warning: {warning}", soft_wrap=True, markup=False, highlight=False)

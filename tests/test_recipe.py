@@ -1,0 +1,23 @@
+"""Recipe keys: the cached test models keep their files; a changed field changes the key."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ban.recipe import Recipe
+from ban.zoo import BASE, RECIPES
+
+
+def test_the_reference_zoo_keeps_its_cache_keys() -> None:
+    # the keys the test zoo's files have carried since before ban.recipe (.cache/test-models)
+    assert RECIPES["clean"].key == "0f33797270d7"
+    assert RECIPES["badnets"].key == "08b41aa8e81c"
+
+
+def test_every_field_enters_the_key_and_defaults_are_implicit() -> None:
+    assert replace(BASE, batch_size=64).key != BASE.key
+    assert replace(BASE, subset_seed=1).key != BASE.key
+    assert replace(BASE, attack="badnets").key != BASE.key
+    assert replace(BASE, batch_size=128).key == BASE.key  # the default, written out
+    assert Recipe(width=1, milestones=[2]).key == Recipe(width=1.0, milestones=(2,)).key
+    assert "batch_size" not in BASE.describe() and BASE.describe()["arch"] == "small_cnn"
