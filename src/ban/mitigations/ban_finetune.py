@@ -14,7 +14,8 @@ the official code lets drift towards noisy activations (docs/mitigations.md has 
 
 `budget` scales the epochs (e.g. 0.25 → 6 epochs for CPU runs) and is recorded in the settings.
 `schedule` is the paper's constant learning rate by default; "cosine" anneals it to 0 over the
-(shortened) run, which keeps clean accuracy at CPU budgets (docs/mitigations.md).
+(shortened) run, which keeps clean accuracy at CPU budgets (docs/mitigations.md); `preset="cpu"`
+is that measured CPU setting.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class BANFineTune(FineTuneMitigation):
     label: ClassVar[str] = "BAN fine-tune"
     Settings: ClassVar[type[MitigationSettings]] = BANFineTuneSettings
     params: BANFineTuneSettings
+    #: cpu: the small-model CPU setting measured in docs/mitigations.md (2026-12-01): 8 of the 24 epochs,
+    #: lr 0.02 annealed to 0, rob_lambda 1.0, no augmentation
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "cpu": {"budget": 1 / 3, "lr": 0.02, "schedule": "cosine", "rob_lambda": 1.0, "augment": False},
+    }
 
     def hooks(self, run: FineTuneRun) -> FineTuneHooks:
         """loss = CE(model(x), y) + rob_lambda · CE(model_noisy(x), y), fresh adversarial noise per batch."""
