@@ -153,6 +153,22 @@ def test_every_method_accepts_the_cli_keywords() -> None:
         assert m.seed == 3 and m.settings()["budget"] == 0.5
 
 
+def test_a_preset_is_a_set_of_settings_and_explicit_ones_win() -> None:
+    cpu = {"budget": 1 / 3, "lr": 0.02, "schedule": "cosine", "rob_lambda": 1.0, "augment": False}
+    assert create_mitigation("ban", preset="cpu").settings() == create_mitigation("ban", **cpu).settings()
+    assert create_mitigation("ban", preset="cpu", lr=0.01).settings()["lr"] == 0.01
+    assert create_mitigation("ft", preset="paper").settings() == create_mitigation("ft").settings()
+    with pytest.raises(BanError, match="no preset 'fast'"):
+        create_mitigation("ban", preset="fast")
+
+
+@pytest.mark.parametrize(("name", "settings"), [("ft", {"no_such": 1}), ("nad", {"epochs": 0}), ("anp", {"eps": "x"})])
+def test_a_bad_setting_is_one_ban_error_line(name: str, settings: dict[str, Any]) -> None:
+    with pytest.raises(BanError) as err:
+        create_mitigation(name, **settings)
+    assert "\n" not in str(err.value) and next(iter(settings)) in str(err.value)
+
+
 # ---------------------------------------------------------------------------- SAM
 def test_sam_steps_with_the_gradient_at_the_perturbed_point() -> None:
     w = nn.Parameter(torch.tensor([1.0, -2.0]))

@@ -90,7 +90,8 @@ def with_clean_count(cls: type | None, kwargs: dict[str, Any], n: int) -> dict[s
     (and the spec's settings do not set it), so methods that require N images get the N the bench gives."""
     if cls is None:
         return kwargs
-    if "clean_samples" not in kwargs and "clean_samples" in inspect.signature(cls.__init__).parameters:
+    accepts = inspect.signature(getattr(cls, "Settings", cls.__init__)).parameters  # a mitigation: its dataclass
+    if "clean_samples" not in kwargs and "clean_samples" in accepts:
         return {**kwargs, "clean_samples": n}
     return kwargs
 

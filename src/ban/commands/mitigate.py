@@ -46,7 +46,9 @@ def mitigate(
     data: str = typer.Option(None, "--data", help="Dataset the model was trained on (default: the checkpoint's)."),
     data_dir: Path = DataDirOpt,
     method: str = typer.Option("ban", "--method", help="Mitigation method (ban, ft, fp, anp, nad, ibau, ftsam, ...)."),
-    budget: float = typer.Option(1.0, "--budget", help="Fraction of the paper's epochs (CPU runs: 0.25)."),
+    budget: float = typer.Option(
+        None, "--budget", help="Fraction of the paper's epochs (default 1.0, or the preset's; CPU runs: 0.25)."
+    ),
     param: list[str] = typer.Option(None, "--param", help="Extra method setting key=value (repeatable)."),
     test_subset: int = typer.Option(None, "--test-subset", help="Measure BA/ASR on N test images."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
@@ -68,7 +70,8 @@ def mitigate(
     ckpt.adopt_input_size(clean.image_shape)  # a plain state dict is repaired at its data's size
     clean.check_fits(ckpt.num_classes, ckpt.input_shape)
     test = maybe_subset(load_dataset(name, "test", data_dir), test_subset, seed)
-    mitigation = create_mitigation(method, seed=seed, device=device, quiet=quiet, budget=budget, **parse_params(param))
+    given = {"budget": budget} if budget is not None else {}  # a preset's budget holds unless --budget is given
+    mitigation = create_mitigation(method, seed=seed, device=device, quiet=quiet, **given, **parse_params(param))
     repaired, report = mitigation.run(ckpt.model, clean, test, ckpt.attack)
     print_report(report)
     meta = dict(ckpt.meta)

@@ -27,6 +27,7 @@ crop (padding 4) + flip augmentation, pruning threshold 0.2 (the paper's fixed t
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -37,6 +38,7 @@ from ban.clean_data import CleanData
 from ban.data.augment import Augment
 from ban.errors import BanError
 from ban.mitigations.base import Mitigation
+from ban.mitigations.settings import MitigationSettings
 from ban.noise import NeuronNoise, norm_layers
 from ban.progress import Bar
 from ban.utils import make_generator
@@ -100,67 +102,46 @@ def learn_neuron_masks(
     return log
 
 
+@dataclass(frozen=True, kw_only=True)
+class ANPSettings(MitigationSettings):
+    """The official ANP code: 1% clean data (500 CIFAR-10 images), ε 0.4, one noise step, α 0.2,
+    mask lr 0.2, 2000 iterations of batch 128, pruning threshold 0.2, crop (padding 4) + flip."""
+
+    clean_samples: int = 500
+    eps: float = 0.4
+    noise_steps: int = 1
+    alpha: float = 0.2
+    lr: float = 0.2
+    iterations: int = 2000
+    batch_size: int = 128
+    threshold: float = 0.2
+    prune_ratio: float | None = None
+    augment: bool = True
+    crop_pad: int = 4
+
+    scaled_fields: ClassVar[tuple[str, ...]] = ("iterations",)
+    positive: ClassVar[tuple[str, ...]] = ("clean_samples", "iterations", "batch_size")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.threshold < 1.0:
+            raise BanError(f"ANP's pruning threshold must lie in [0, 1), got {self.threshold}")
+        if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
+            raise BanError(f"pruning ratio must lie in [0, 1), got {self.prune_ratio}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise BanError(f"ANP's alpha must lie in [0, 1], got {self.alpha}")
+        if self.eps < 0:
+            raise BanError(f"ANP's noise bound eps must be >= 0, got {self.eps}")
+        if self.crop_pad < 0:
+            raise BanError(f"crop padding must be >= 0, got {self.crop_pad}")
+
+
 class ANP(Mitigation):
     """Learn per-neuron masks under adversarial neuron noise; prune the neurons whose mask falls low."""
 
     name: ClassVar[str] = "anp"
-
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 500,
-        eps: float = 0.4,
-        noise_steps: int = 1,
-        alpha: float = 0.2,
-        lr: float = 0.2,
-        iterations: int = 2000,
-        batch_size: int = 128,
-        threshold: float = 0.2,
-        prune_ratio: float | None = None,
-        augment: bool = True,
-        crop_pad: int = 4,
-    ) -> None:
-        if not 0.0 <= threshold < 1.0:
-            raise BanError(f"ANP's pruning threshold must lie in [0, 1), got {threshold}")
-        if prune_ratio is not None and not 0.0 <= float(prune_ratio) < 1.0:
-            raise BanError(f"pruning ratio must lie in [0, 1), got {prune_ratio}")
-        if not 0.0 <= alpha <= 1.0:
-            raise BanError(f"ANP's alpha must lie in [0, 1], got {alpha}")
-        if eps < 0:
-            raise BanError(f"ANP's noise bound eps must be >= 0, got {eps}")
-        super().__init__(seed, device, quiet, budget, clean_samples)
-        self.eps = float(eps)
-        self.noise_steps = int(noise_steps)
-        self.alpha = float(alpha)
-        self.lr = float(lr)
-        self.paper_iterations = int(iterations)
-        self.iterations = self.scaled(iterations)
-        self.batch_size = int(batch_size)
-        self.threshold = float(threshold)
-        self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
-        if crop_pad < 0:
-            raise BanError(f"crop padding must be >= 0, got {crop_pad}")
-        self.augment = bool(augment)
-        self.crop_pad = int(crop_pad)
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            **super().settings(),
-            "eps": self.eps,
-            "noise_steps": self.noise_steps,
-            "alpha": self.alpha,
-            "lr": self.lr,
-            "paper_iterations": self.paper_iterations,
-            "iterations": self.iterations,
-            "batch_size": self.batch_size,
-            "threshold": self.threshold,
-            "prune_ratio": self.prune_ratio,
-            "augment": self.augment,
-            "crop_pad": self.crop_pad,
-        }
+    Settings: ClassVar[type[MitigationSettings]] = ANPSettings
+    params: ANPSettings
 
     def learn_masks(self, model: nn.Module, clean: CleanData) -> tuple[NeuronNoise, list[dict[str, float]], int]:
         """The learned masks (in a NeuronNoise over `model`), the loss log and the number of clean images used."""
@@ -174,21 +155,22 @@ class ANP(Mitigation):
         requires = [p.requires_grad for p in model.parameters()]
         for p in model.parameters():
             p.requires_grad_(False)
-        noise = NeuronNoise(model, eps=self.eps, layers="norm", use_mask=True)
+        p = self.params
+        noise = NeuronNoise(model, eps=p.eps, layers="norm", use_mask=True)
         try:
             log = learn_neuron_masks(
                 model,
                 noise,
                 data.x.to(dev),
                 data.y.to(dev),
-                self.iterations,
-                self.batch_size,
-                self.alpha,
-                self.lr,
-                self.noise_steps,
-                make_generator(self.seed),
-                self.quiet,
-                Augment(self.crop_pad, data.flip) if self.augment else None,
+                p.scaled(p.iterations),
+                p.batch_size,
+                p.alpha,
+                p.lr,
+                p.noise_steps,
+                make_generator(p.seed),
+                p.quiet,
+                Augment(p.crop_pad, data.flip) if p.augment else None,
             )
         finally:
             model.load_state_dict(saved)  # BatchNorm running statistics moved in train mode
@@ -199,10 +181,11 @@ class ANP(Mitigation):
 
     def pruned_neurons(self, masks: list[Tensor]) -> list[Tensor]:
         """Per layer, a boolean vector of the neurons to prune."""
-        if self.prune_ratio is None:
-            return [m.detach() <= self.threshold for m in masks]
+        ratio = self.params.prune_ratio
+        if ratio is None:
+            return [m.detach() <= self.params.threshold for m in masks]
         flat = torch.cat([m.detach().flatten() for m in masks])
-        n = int(self.prune_ratio * len(flat))
+        n = int(ratio * len(flat))
         chosen = torch.zeros(len(flat), dtype=torch.bool)
         chosen[torch.argsort(flat.cpu(), stable=True)[:n]] = True
         out, start = [], 0

@@ -1,8 +1,9 @@
 """The two bases of every mitigation and the `MitigationReport` each returns.
 
-- `Mitigation` owns what every method has: the settings seed, device, quiet, budget and
-  clean_samples, the budget's validation (`scaled` applies it) and the preamble of a repair
-  (`prepare`: the clean subset, the model on the device, a check that the model fits the data).
+- `Mitigation` owns what every method has: its settings (`params`, an instance of the method's
+  `Settings` dataclass, `ban.mitigations.settings`; `PRESETS`), the settings a report records, and
+  the preamble of a repair (`prepare`: the clean subset, the model on the device, a check that the
+  model fits the data).
 - `FineTuneMitigation` is the template of the methods that fine-tune on the clean images (FT,
   FT-SAM, Fine-Pruning, NAD, BAN): it owns the recipe (`config`) and the call of the one loop
   (`ban.mitigations.finetune_loop.fine_tune`); a method supplies only what differs, through
@@ -12,10 +13,9 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -26,6 +26,7 @@ from ban.data.dataset import ImageData
 from ban.errors import BanError
 from ban.evaluate import EvalReport, evaluate
 from ban.mitigations.finetune_loop import FineTuneConfig, Objective, fine_tune
+from ban.mitigations.settings import MitigationSettings
 from ban.utils import make_generator, resolve_device, versions
 
 if TYPE_CHECKING:
@@ -51,26 +52,6 @@ class MitigationReport:
         d["before"] = self.before.to_dict() if self.before else None
         d["after"] = self.after.to_dict() if self.after else None
         return d
-
-
-def check_budget(budget: float | None) -> float:
-    """The budget as a positive float (None → 1.0, the paper's setting)."""
-    if budget is None:
-        return 1.0
-    try:
-        value = float(budget)
-    except (TypeError, ValueError) as exc:
-        raise BanError(f"budget must be a positive number (a fraction of the paper's epochs), got {budget!r}") from exc
-    if not value > 0 or not math.isfinite(value):
-        raise BanError(f"budget must be a positive number (1.0 = the paper's epochs, 0.1 = a tenth), got {budget}")
-    return value
-
-
-def scale_epochs(epochs: int, budget: float | None) -> int:
-    """`epochs` scaled by the compute budget (a fraction of the paper's setting; None = 1.0), at least 1."""
-    if budget is None:
-        return epochs
-    return max(1, int(round(epochs * check_budget(budget))))
 
 
 def clean_subset(clean: CleanData, n: int, who: str, seed: int) -> ImageData:
@@ -105,33 +86,48 @@ class Mitigation:
 
     `repair` gets a copy of the model and the defender's clean data, never the attack, and
     returns the repaired model plus method-specific details. `run` wraps it with evaluation.
-    `budget` scales the method's epochs, rounds or iterations (1.0 = the paper's, 0.1 = a tenth);
-    `clean_samples` is how many clean images it draws (class-balanced, with `seed`).
+    A method's keyword settings are the fields of its `Settings` dataclass (validated there);
+    `preset` names one of its `PRESETS` (a set of settings; explicit ones override it).
     """
 
     name: ClassVar[str] = "mitigation"
+    Settings: ClassVar[type[MitigationSettings]] = MitigationSettings
+    #: named sets of settings (`create_mitigation(name, preset="cpu")`); "paper" is the papers' defaults
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+    params: MitigationSettings
 
-    def __init__(
-        self, seed: int = 0, device: str = "auto", quiet: bool = True, budget: float = 1.0, clean_samples: int = 2500
-    ) -> None:
-        self.seed = seed
-        self.device = device
-        self.quiet = quiet
-        self.budget = check_budget(budget)
-        self.clean_samples = int(clean_samples)
+    def __init__(self, *, preset: str = "paper", **settings: Any) -> None:
+        if preset not in self.PRESETS:
+            raise BanError(
+                f"mitigation '{self.name}' has no preset '{preset}'; choose one of {', '.join(self.PRESETS)}"
+            )
+        unknown = sorted(set(settings) - set(self.Settings.names()))
+        if unknown:
+            known = ", ".join(self.Settings.names())
+            raise BanError(f"mitigation '{self.name}' has no setting {', '.join(unknown)}; its settings: {known}")
+        self.params = self.Settings(**{**self.PRESETS[preset], **settings})
 
-    def scaled(self, count: int) -> int:
-        """`count` (the paper's epochs, rounds or iterations) scaled by the budget, at least 1."""
-        return scale_epochs(count, self.budget)
+    @property
+    def seed(self) -> int:
+        return self.params.seed
+
+    @property
+    def quiet(self) -> bool:
+        return self.params.quiet
+
+    @property
+    def clean_samples(self) -> int:
+        return self.params.clean_samples
 
     def settings(self) -> dict[str, Any]:
-        return {"budget": self.budget, "clean_samples": self.clean_samples}
+        """What the report records (the settings dataclass's `recorded`; seed, device and quiet apart)."""
+        return self.params.recorded()
 
     def prepare(self, model: nn.Module, clean: CleanData) -> tuple[ImageData, torch.device]:
         """The preamble of every repair: `clean_samples` clean images, `model` moved to the device, and a
         BanError unless the model takes those images and has one logit per class."""
         data = clean_subset(clean, self.clean_samples, f"mitigation '{self.name}'", self.seed)
-        dev = resolve_device(self.device)
+        dev = resolve_device(self.params.device)
         model.to(dev)
         check_model_fits(model, data, dev)
         return data, dev
@@ -147,11 +143,13 @@ class Mitigation:
         attack: Attack | None = None,
     ) -> tuple[nn.Module, MitigationReport]:
         """Repair a copy of `model`; the evaluator (not the method) measures BA/ASR on `test` before and after."""
-        before = evaluate(model, test, attack, device=self.device, seed=self.seed) if test is not None else None
+        before = evaluate(model, test, attack, device=self.params.device, seed=self.seed) if test is not None else None
         start = time.perf_counter()
         repaired, details = self.repair(copy.deepcopy(model), clean)
         seconds = time.perf_counter() - start
-        after = evaluate(repaired, test, attack, device=self.device, seed=self.seed) if test is not None else None
+        after = (
+            evaluate(repaired, test, attack, device=self.params.device, seed=self.seed) if test is not None else None
+        )
         report = MitigationReport(
             method=self.name,
             seconds=seconds,
@@ -192,40 +190,48 @@ class FineTuneHooks:
     after_step: Callable[[], None] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class FineTuneSettings(MitigationSettings):
+    """BackdoorBench's FT recipe (``config/defense/ft/config.yaml``): 100 epochs, batch 256, SGD lr
+    0.01, weight decay 5e-4, crop (+ flip) augmentation. A method's field that names a
+    `FineTuneConfig` field (``schedule``, ``crop_pad``, ``label_smoothing``, ...) goes into its recipe."""
+
+    augment: bool = True
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+
+    scaled_fields: ClassVar[tuple[str, ...]] = ("epochs",)
+    positive: ClassVar[tuple[str, ...]] = ("clean_samples", "epochs", "batch_size", "lr")
+
+
 class FineTuneMitigation(Mitigation):
     """Template: fine-tune all weights on the clean images with one recipe.
 
-    The defaults are BackdoorBench's FT recipe (``config/defense/ft/config.yaml``): 2500 clean images
-    (5% of CIFAR-10), 100 epochs, batch 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine
+    The defaults are BackdoorBench's FT recipe (`FineTuneSettings`): 2500 clean images (5% of
+    CIFAR-10), 100 epochs, batch 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine
     annealing, random crop (+ flip where the data allows). `repair` runs the preamble, then
     `hooks(run)` once, then the loop; it reports {**run.details, history, clean_used}.
     """
 
     label: ClassVar[str] = "fine-tune"  # the progress bar's title (and the divergence error's)
+    Settings: ClassVar[type[MitigationSettings]] = FineTuneSettings
+    params: FineTuneSettings
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 0.01,
-        weight_decay: float = 5e-4,
-    ) -> None:
-        super().__init__(seed, device, quiet, budget, clean_samples)
-        self.paper_epochs = int(epochs)
-        self.config = self.recipe(epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment)
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.config = self.recipe()
 
-    def recipe(self, epochs: int, **fields: Any) -> FineTuneConfig:
-        """A `FineTuneConfig` for the paper's `epochs`, scaled by the budget; other fields as given."""
-        return FineTuneConfig(epochs=self.scaled(epochs), **fields)
+    def recipe(self) -> FineTuneConfig:
+        """The loop's recipe: every setting that names a `FineTuneConfig` field, epochs scaled by the budget."""
+        p = self.params
+        loop = {f.name for f in fields(FineTuneConfig)}
+        given = {name: getattr(p, name) for name in p.names() if name in loop}
+        return FineTuneConfig(**{**given, "epochs": p.scaled(p.epochs)})
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "paper_epochs": self.paper_epochs, **self.config.to_dict()}
+        return {**super().settings(), **self.config.to_dict()}
 
     def hooks(self, run: FineTuneRun) -> FineTuneHooks:
         """The method's part, made once per repair just before the loop; work that must come first

@@ -21,6 +21,7 @@ target BTI-DBF detects after the first round. ``budget`` scales rounds and every
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -35,6 +36,7 @@ from ban.evaluate import predict
 from ban.mask import learn_feature_mask
 from ban.mitigations.base import Mitigation
 from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune
+from ban.mitigations.settings import MitigationSettings
 from ban.models import get_split
 from ban.utils import batches, make_generator
 
@@ -68,59 +70,69 @@ def unlearning_objective(poisons: GeneratedPoisons) -> Any:
     return objective
 
 
+@dataclass(frozen=True, kw_only=True)
+class BTIDBFUnlearnSettings(MitigationSettings):
+    """The official BTI-DBF(U): 5 rounds of 30 unlearning epochs, Adam lr 1e-4, batch 128, 10% of each
+    batch replaced by generated poisons, crop + flip augmentation. The settings of the trigger
+    inversion (``filters``, ``blocks``, ``mask_epochs``, ...) are the BTI-DBF detector's."""
+
+    augment: bool = True
+    rounds: int = 5
+    unlearn_epochs: int = 30
+    lr: float = 1e-4
+    batch_size: int = 128
+    poison_fraction: float = 0.1
+
+    scaled_fields: ClassVar[tuple[str, ...]] = ("rounds", "unlearn_epochs")
+    positive: ClassVar[tuple[str, ...]] = ("clean_samples", "rounds", "unlearn_epochs", "lr", "batch_size")
+
+
 class BTIDBFUnlearn(Mitigation):
     """BTI-DBF(U): `rounds` × {invert the trigger with BTI-DBF's generator; unlearn its poisons}."""
 
     name: ClassVar[str] = "btidbf-u"
+    Settings: ClassVar[type[MitigationSettings]] = BTIDBFUnlearnSettings
+    params: BTIDBFUnlearnSettings
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        rounds: int = 5,
-        unlearn_epochs: int = 30,
-        lr: float = 1e-4,
-        batch_size: int = 128,
-        poison_fraction: float = 0.1,
-        **detector_settings: Any,
-    ) -> None:
-        super().__init__(seed, device, quiet, budget, clean_samples)
-        self.paper_rounds = int(rounds)
-        self.rounds = self.scaled(rounds)
-        self.poison_fraction = float(poison_fraction)
-        self.lr = float(lr)
+    def __init__(self, **settings: Any) -> None:
+        """Its own settings (`BTIDBFUnlearnSettings`, `preset`); every other one goes to the BTI-DBF inverter."""
+        own = {*self.Settings.names(), "preset"}
+        super().__init__(**{k: v for k, v in settings.items() if k in own})
+        p = self.params
         self.inverter = BTIDBF(
-            seed=seed,
-            device=device,
-            quiet=quiet,
-            budget=self.budget,
-            n_samples=self.clean_samples,
-            batch_size=batch_size,
-            augment=augment,
-            **detector_settings,
+            seed=p.seed,
+            device=p.device,
+            quiet=p.quiet,
+            budget=p.budget,
+            n_samples=p.clean_samples,
+            batch_size=p.batch_size,
+            augment=p.augment,
+            **{k: v for k, v in settings.items() if k not in own},
         )
-        self.config = FineTuneConfig(
-            epochs=self.scaled(unlearn_epochs),
-            batch_size=batch_size,
-            lr=lr,
+
+    def unlearn_config(self) -> FineTuneConfig:
+        """One round's unlearning: Adam (the repair's), constant lr, BatchNorm in train mode."""
+        p = self.params
+        return FineTuneConfig(
+            epochs=p.scaled(p.unlearn_epochs),
+            batch_size=p.batch_size,
+            lr=p.lr,
             weight_decay=0.0,
             schedule="constant",
-            augment=augment,
+            augment=p.augment,
         )
 
     def settings(self) -> dict[str, Any]:
+        p = self.params
         inverter = {k: v for k, v in self.inverter.settings().items() if k not in ("threshold",)}
         return {
-            **super().settings(),
-            "paper_rounds": self.paper_rounds,
-            "rounds": self.rounds,
-            "poison_fraction": self.poison_fraction,
+            "budget": p.budget,
+            "clean_samples": p.clean_samples,
+            "paper_rounds": p.rounds,
+            "rounds": p.scaled(p.rounds),
+            "poison_fraction": p.poison_fraction,
             "optimizer": "adam",
-            "unlearn": self.config.to_dict(),
+            "unlearn": self.unlearn_config().to_dict(),
             "inverter": inverter,
         }
 
@@ -141,10 +153,12 @@ class BTIDBFUnlearn(Mitigation):
         }
         model.eval()
         pretrain_generator(model, gen, x, inv.scaled(inv.pretrain_epochs), cfg, g, self.quiet)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        p = self.params
+        rounds, config = p.scaled(p.rounds), self.unlearn_config()
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr)
         log: list[dict[str, Any]] = []
         detected: int | None = None
-        for r in range(self.rounds):
+        for r in range(rounds):
             work = copy.deepcopy(model)
             mask = learn_feature_mask(work, x, y, inv.mask_config(), generator=g, device=dev, quiet=self.quiet)
             work.eval()
@@ -156,17 +170,17 @@ class BTIDBFUnlearn(Mitigation):
                     inverted = torch.cat([gen(x[sl]) for sl in batches(len(x), 256)])
                 counts = torch.bincount(predict(work, inverted, device=dev), minlength=data.num_classes)
                 detected = int(counts.argmax())
-            poisons = GeneratedPoisons(gen, self.poison_fraction, g)
+            poisons = GeneratedPoisons(gen, p.poison_fraction, g)
             history = fine_tune(
                 model,
                 data,
-                self.config,
+                config,
                 objective=unlearning_objective(poisons),
                 optimizer=opt,
                 generator=g,
                 device=dev,
                 quiet=self.quiet,
-                description=f"BTI-DBF(U) round {r + 1}/{self.rounds}",
+                description=f"BTI-DBF(U) round {r + 1}/{rounds}",
             )
             log.append({"round": r + 1, "generator": losses, "unlearn": history})
         return model, {"detected_target": detected, "rounds": log, "clean_used": len(data)}

@@ -19,13 +19,15 @@ images (never on test data).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ban.errors import BanError
-from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun
+from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun, FineTuneSettings
+from ban.mitigations.settings import MitigationSettings
 from ban.models import get_split
 from ban.utils import batches, eval_mode
 
@@ -115,45 +117,38 @@ def accuracy_from_features(model: nn.Module, f: Tensor, y: Tensor, batch_size: i
     return float((pred == y).float().mean())
 
 
+@dataclass(frozen=True, kw_only=True)
+class FinePruningSettings(FineTuneSettings):
+    """FT's recipe after pruning: stop at a 4% clean-accuracy drop, or prune a fixed `prune_ratio`."""
+
+    max_accuracy_drop: float = 0.04
+    prune_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prune_ratio is not None and not 0.0 <= self.prune_ratio < 1.0:
+            raise BanError(f"pruning ratio must lie in [0, 1), got {self.prune_ratio}")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise BanError(
+                f"max_accuracy_drop must lie in [0, 1] (a fraction of accuracy), got {self.max_accuracy_drop}"
+            )
+
+
 class FinePruning(FineTuneMitigation):
     """Prune the least active feature channels (clean accuracy drop ≤ `max_accuracy_drop`), then fine-tune."""
 
     name: ClassVar[str] = "fp"
     label: ClassVar[str] = "Fine-Pruning"
-
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        max_accuracy_drop: float = 0.04,
-        prune_ratio: float | None = None,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 0.01,
-        weight_decay: float = 5e-4,
-    ) -> None:
-        if prune_ratio is not None and not 0.0 <= float(prune_ratio) < 1.0:
-            raise BanError(f"pruning ratio must lie in [0, 1), got {prune_ratio}")
-        if not 0.0 <= max_accuracy_drop <= 1.0:
-            raise BanError(f"max_accuracy_drop must lie in [0, 1] (a fraction of accuracy), got {max_accuracy_drop}")
-        super().__init__(seed, device, quiet, budget, clean_samples, augment, epochs, batch_size, lr, weight_decay)
-        self.max_accuracy_drop = float(max_accuracy_drop)
-        self.prune_ratio = None if prune_ratio is None else float(prune_ratio)
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "max_accuracy_drop": self.max_accuracy_drop, "prune_ratio": self.prune_ratio}
+    Settings: ClassVar[type[MitigationSettings]] = FinePruningSettings
+    params: FinePruningSettings
 
     def choose_count(
         self, model: nn.Module, pruning: ChannelPruning, order: Tensor, f: Tensor, y: Tensor
     ) -> tuple[int, list[float]]:
         """How many channels (in `order`) to prune, and the clean accuracy after pruning 0..n of them."""
         c = len(order)
-        if self.prune_ratio is not None:
-            n = int(self.prune_ratio * c)
+        if self.params.prune_ratio is not None:
+            n = int(self.params.prune_ratio * c)
             pruning.set(order[:n])
             return n, [accuracy_from_features(model, f, y)]
         saved = (
@@ -161,7 +156,7 @@ class FinePruning(FineTuneMitigation):
             (pruning.layer.bias.detach().clone() if getattr(pruning.layer, "bias", None) is not None else None),
         )
         curve = [accuracy_from_features(model, f, y)]
-        floor = curve[0] - self.max_accuracy_drop
+        floor = curve[0] - self.params.max_accuracy_drop
         n = 0
         for k in range(1, c):  # never prune every channel
             pruning.set(order[:k])

@@ -9,13 +9,24 @@ epochs, batch 256, SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine annealin
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun
+from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun, FineTuneSettings
 from ban.mitigations.sam import SAM
+from ban.mitigations.settings import MitigationSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class FTSAMSettings(FineTuneSettings):
+    """FT's recipe with crop padding 4, label smoothing 0.1 and ASAM of radius ρ = 2."""
+
+    crop_pad: int = 4
+    label_smoothing: float = 0.1
+    rho: float = 2.0
+    adaptive: bool = True
 
 
 class FTSAM(FineTuneMitigation):
@@ -23,39 +34,16 @@ class FTSAM(FineTuneMitigation):
 
     name: ClassVar[str] = "ftsam"
     label: ClassVar[str] = "FT-SAM"
-
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        crop_pad: int = 4,
-        epochs: int = 100,
-        batch_size: int = 256,
-        lr: float = 0.01,
-        weight_decay: float = 5e-4,
-        rho: float = 2.0,
-        adaptive: bool = True,
-        label_smoothing: float = 0.1,
-    ) -> None:
-        super().__init__(seed, device, quiet, budget, clean_samples, augment, epochs, batch_size, lr, weight_decay)
-        self.rho = float(rho)
-        self.adaptive = bool(adaptive)
-        self.config = replace(self.config, label_smoothing=label_smoothing, crop_pad=crop_pad)
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "rho": self.rho, "adaptive": self.adaptive}
+    Settings: ClassVar[type[MitigationSettings]] = FTSAMSettings
+    params: FTSAMSettings
 
     def hooks(self, run: FineTuneRun) -> FineTuneHooks:
         cfg = self.config
         sam = SAM(
             run.model.parameters(),
             torch.optim.SGD,
-            rho=self.rho,
-            adaptive=self.adaptive,
+            rho=self.params.rho,
+            adaptive=self.params.adaptive,
             lr=cfg.lr,
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,

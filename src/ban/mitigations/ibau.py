@@ -20,6 +20,7 @@ normalised inputs, so the same δ step size acts about 1/std times larger here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -30,6 +31,7 @@ from ban.clean_data import CleanData
 from ban.data.dataset import ImageData
 from ban.mitigations.base import Mitigation
 from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune
+from ban.mitigations.settings import MitigationSettings
 from ban.utils import batches, eval_mode, make_generator
 
 
@@ -101,95 +103,78 @@ def hypergradient_objective(
     return objective
 
 
+@dataclass(frozen=True, kw_only=True)
+class IBAUSettings(MitigationSettings):
+    """BackdoorBench's I-BAU: 5 rounds, K = 5 fixed-point steps, Adam lr 1e-4, batch 256, inner lr
+    0.1, perturbation SGD lr 10 with L2 weight 0.001, on 1% of each batch."""
+
+    augment: bool = True
+    rounds: int = 5
+    fixed_point_steps: int = 5
+    batch_size: int = 256
+    lr: float = 1e-4
+    inner_lr: float = 0.1
+    perturbation_lr: float = 10.0
+    perturbation_weight: float = 0.001
+    portion: float = 0.01
+
+    scaled_fields: ClassVar[tuple[str, ...]] = ("rounds",)
+    positive: ClassVar[tuple[str, ...]] = ("clean_samples", "rounds", "batch_size", "lr")
+
+
 class IBAU(Mitigation):
     """`rounds` rounds of {fit a universal perturbation; one epoch of hypergradient unlearning}."""
 
     name: ClassVar[str] = "ibau"
-
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        rounds: int = 5,
-        fixed_point_steps: int = 5,
-        batch_size: int = 256,
-        lr: float = 1e-4,
-        inner_lr: float = 0.1,
-        perturbation_lr: float = 10.0,
-        perturbation_weight: float = 0.001,
-        portion: float = 0.01,
-    ) -> None:
-        super().__init__(seed, device, quiet, budget, clean_samples)
-        self.paper_rounds = int(rounds)
-        self.rounds = self.scaled(rounds)
-        self.fixed_point_steps = int(fixed_point_steps)
-        self.lr = float(lr)
-        self.inner_lr = float(inner_lr)
-        self.perturbation_lr = float(perturbation_lr)
-        self.perturbation_weight = float(perturbation_weight)
-        self.portion = float(portion)
-        self.config = FineTuneConfig(
-            epochs=1,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=0.0,
-            schedule="constant",
-            train_mode=False,
-            augment=augment,
-        )
+    Settings: ClassVar[type[MitigationSettings]] = IBAUSettings
+    params: IBAUSettings
 
     def settings(self) -> dict[str, Any]:
-        return {
-            **super().settings(),
-            "paper_rounds": self.paper_rounds,
-            "rounds": self.rounds,
-            "fixed_point_steps": self.fixed_point_steps,
-            "batch_size": self.config.batch_size,
-            "optimizer": "adam",
-            "lr": self.lr,
-            "inner_lr": self.inner_lr,
-            "perturbation_lr": self.perturbation_lr,
-            "perturbation_weight": self.perturbation_weight,
-            "portion": self.portion,
-            "augment": self.config.augment,
-        }
+        return {**super().settings(), "optimizer": "adam"}
 
     def repair(self, model: nn.Module, clean: CleanData) -> tuple[nn.Module, dict[str, Any]]:
         data, dev = self.prepare(model, clean)
-        g = make_generator(self.seed)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
-        x_inner = data.x[: self.config.batch_size].to(dev)
-        y_inner = data.y[: self.config.batch_size].to(dev)
+        p = self.params
+        rounds = p.scaled(p.rounds)
+        config = FineTuneConfig(
+            epochs=1,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            weight_decay=0.0,
+            schedule="constant",
+            train_mode=False,
+            augment=p.augment,
+        )
+        g = make_generator(p.seed)
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+        x_inner = data.x[: p.batch_size].to(dev)
+        y_inner = data.y[: p.batch_size].to(dev)
         log: list[dict[str, float]] = []
-        for r in range(self.rounds):
-            pert = UniversalPerturbation(data.image_shape, self.perturbation_lr, self.perturbation_weight)
-            inner_loss = pert.fit(model, data, self.config.batch_size, g, dev)
+        for r in range(rounds):
+            pert = UniversalPerturbation(data.image_shape, p.perturbation_lr, p.perturbation_weight)
+            inner_loss = pert.fit(model, data, p.batch_size, g, dev)
             outer_losses: list[float] = []
             objective = hypergradient_objective(
                 pert.delta,
                 x_inner,
                 y_inner,
-                self.fixed_point_steps,
-                self.inner_lr,
-                self.perturbation_weight,
-                self.portion,
+                p.fixed_point_steps,
+                p.inner_lr,
+                p.perturbation_weight,
+                p.portion,
                 g,
                 outer_losses,
             )
             fine_tune(
                 model,
                 data,
-                self.config,
+                config,
                 objective=objective,
                 optimizer=opt,
                 generator=g,
                 device=dev,
-                quiet=self.quiet,
-                description=f"I-BAU round {r + 1}/{self.rounds}",
+                quiet=p.quiet,
+                description=f"I-BAU round {r + 1}/{rounds}",
             )
             log.append(
                 {

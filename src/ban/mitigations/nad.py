@@ -17,6 +17,7 @@ counts and the schedule's milestones together.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -24,8 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.errors import BanError
-from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun
-from ban.mitigations.finetune_loop import fine_tune, freeze
+from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun, FineTuneSettings
+from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune, freeze
+from ban.mitigations.settings import MitigationSettings
 from ban.models import get_split
 
 
@@ -40,52 +42,50 @@ def attention_loss(f_student: Tensor, f_teacher: Tensor, p: float = 2.0) -> Tens
     return F.mse_loss(attention_map(f_student, p), attention_map(f_teacher, p))
 
 
+@dataclass(frozen=True, kw_only=True)
+class NADSettings(FineTuneSettings):
+    """The official NAD recipe: a 20-epoch student and a 10-epoch teacher, batch 64, SGD lr 0.1 with
+    Nesterov momentum, weight decay 1e-4; β = 5000 on the last stage, attention power p = 2."""
+
+    epochs: int = 20
+    teacher_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    beta: float = 5000.0
+    p: float = 2.0
+
+    scaled_fields: ClassVar[tuple[str, ...]] = ("epochs", "teacher_epochs")
+    positive: ClassVar[tuple[str, ...]] = ("clean_samples", "epochs", "teacher_epochs", "batch_size", "lr")
+
+
 class NAD(FineTuneMitigation):
     """Distil the fine-tuned teacher's attention into the backdoored student."""
 
     name: ClassVar[str] = "nad"
     label: ClassVar[str] = "NAD student"
+    Settings: ClassVar[type[MitigationSettings]] = NADSettings
+    params: NADSettings
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        clean_samples: int = 2500,
-        augment: bool = True,
-        epochs: int = 20,
-        teacher_epochs: int = 10,
-        batch_size: int = 64,
-        lr: float = 0.1,
-        weight_decay: float = 1e-4,
-        beta: float = 5000.0,
-        p: float = 2.0,
-    ) -> None:
-        super().__init__(seed, device, quiet, budget, clean_samples, augment, epochs, batch_size, lr, weight_decay)
-        self.beta = float(beta)
-        self.p = float(p)
-        self.paper_teacher_epochs = int(teacher_epochs)
-        b = self.budget
-        recipe = {
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "nesterov": True,
-            "schedule": "piecewise",
-            "lr_steps": ((int(round(2 * b)), 0.01), (int(round(20 * b)), 1e-4)),
-            "augment": augment,
-        }
-        self.config = self.recipe(epochs, **recipe)  # the student's
-        self.teacher_config = self.recipe(teacher_epochs, **recipe)
+    def recipe(self) -> FineTuneConfig:
+        """The student's: the template's with Nesterov momentum and the piecewise lr (milestones × budget)."""
+        b = self.params.budget
+        steps = ((int(round(2 * b)), 0.01), (int(round(20 * b)), 1e-4))
+        return replace(super().recipe(), nesterov=True, schedule="piecewise", lr_steps=steps)
+
+    @property
+    def teacher_config(self) -> FineTuneConfig:
+        """The student's recipe for the teacher's epochs."""
+        return replace(self.config, epochs=self.params.scaled(self.params.teacher_epochs))
 
     def settings(self) -> dict[str, Any]:
+        p = self.params
         return {
-            "budget": self.budget,
-            "paper_epochs": [self.paper_epochs, self.paper_teacher_epochs],
-            "clean_samples": self.clean_samples,
-            "beta": self.beta,
-            "p": self.p,
+            "budget": p.budget,
+            "paper_epochs": [p.epochs, p.teacher_epochs],
+            "clean_samples": p.clean_samples,
+            "beta": p.beta,
+            "p": p.p,
             "student": self.config.to_dict(),
             "teacher": self.teacher_config.to_dict(),
         }
@@ -116,6 +116,6 @@ class NAD(FineTuneMitigation):
             f = student.features(x)
             with torch.no_grad():
                 f_t = teacher.features(x)
-            return F.cross_entropy(student.head(f), y) + self.beta * attention_loss(f, f_t, self.p)
+            return F.cross_entropy(student.head(f), y) + self.params.beta * attention_loss(f, f_t, self.params.p)
 
         return FineTuneHooks(objective=objective)
