@@ -35,12 +35,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "paper-recal": {"preset": "paper", "recalibrate_bn": True},
     "paper-eval-bn-eps0.1": {"preset": "paper", "noise_train_mode": False, "eps": 0.1},
     "paper-eval-bn-eps0.2": {"preset": "paper", "noise_train_mode": False, "eps": 0.2},
-    "paper-train-mask": {"preset": "paper", "options": {"mask_train_mode": True, "cache_features": False}},
+    "paper-train-mask": {"preset": "paper", "mask_train_mode": True},
     # the same, but one pass over the optimisation images per mask epoch (the paper preset's sampling)
     "paper-train-mask-1pass": {
         "preset": "paper",
         "batches_per_epoch": 0,
-        "options": {"mask_train_mode": True, "cache_features": False},
+        "mask_train_mode": True,
     },
     # eval-mode BatchNorm and cached features as in the paper preset, as many mask steps as the
     # train-mode variant above (100 epochs of 4 batches = 20 epochs of 20 batches)
@@ -51,7 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "preset": "paper",
         "eps": 0.0,
         "batches_per_epoch": 0,
-        "options": {"mask_train_mode": True, "cache_features": False},
+        "mask_train_mode": True,
     },
     "faithful": {"preset": "faithful"},
 }
@@ -107,9 +107,7 @@ def main() -> None:
         }
         for c in todo:
             cfg = dict(CONFIGS[c])
-            options = cfg.pop("options", {})
             det = BAN(seed=args.seed, quiet=True, early_stop=False, eval_samples=args.eval_samples, **cfg)
-            det.options.update(options)
             t = time.perf_counter()
             v = det.detect(ckpt.model, clean)
             d = v.details

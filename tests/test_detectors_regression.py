@@ -13,6 +13,7 @@ for this torch build (the Makefile pins it) and the zoo model trained by tests/z
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from torch import Tensor
 from ban.clean_data import CleanData
 from ban.data import balanced_sample
 from ban.detectors import DETECTORS, Verdict, create_detector
+from ban.errors import BanError
 
 CLEAN = 300  # defender images: BAN needs 10 per class
 
@@ -363,7 +365,6 @@ def figure_tensors(verdict: Verdict) -> dict[str, Any]:
 
 
 _RUNS: dict[str, Verdict] = {}
-_FIGURES: dict[str, dict[str, Any]] = {}
 
 
 def scanned(name: str, zoo: Any, clean: CleanData) -> Verdict:
@@ -373,7 +374,6 @@ def scanned(name: str, zoo: Any, clean: CleanData) -> Verdict:
         detector = create_detector(name, seed=0, device="cpu", quiet=True, **TINY[name])
         with one_thread():
             _RUNS[name] = detector.detect(model, clean)
-        _FIGURES[name] = figure_tensors(_RUNS[name]) or dict(getattr(detector, "figures", {}))
     return _RUNS[name]
 
 
@@ -388,8 +388,8 @@ def measure(name: str, zoo: Any, clean: CleanData) -> dict[str, Any]:
         "threshold": v.threshold,
         "details": sorted(v.details),
         "details_checksum": numbers_checksum(details),
-        "figures": sorted(_FIGURES[name]),
-        "figures_checksum": numbers_checksum(_FIGURES[name]),
+        "figures": sorted(figure_tensors(v)),
+        "figures_checksum": numbers_checksum(figure_tensors(v)),
         "settings": json.loads(json.dumps(v.settings)),  # as the verdict file holds them
     }
 
@@ -409,6 +409,25 @@ def test_verdict_is_unchanged(name: str, zoo: Any, clean: CleanData) -> None:
     assert got["figures"] == want["figures"]
     assert got["figures_checksum"] == pytest.approx(want["figures_checksum"], rel=1e-9)
     assert got["settings"] == want["settings"]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_settings_are_frozen_and_validated(name: str) -> None:
+    det = create_detector(name, budget=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        det.config.budget = 2.0  # type: ignore[attr-defined, misc]
+    assert det.settings()["budget"] == 0.5
+    with pytest.raises(BanError, match="unknown setting 'nope'"):
+        create_detector(name, nope=1)
+    with pytest.raises(BanError, match="budget"):
+        create_detector(name, budget=0)
+
+
+def test_clean_samples_is_the_detectors_n_samples() -> None:
+    assert create_detector("nc", clean_samples=7).settings()["n_samples"] == 7
+    assert create_detector("btidbf", clean_samples="9").settings()["n_samples"] == 9  # coerced as --param passes it
+    with pytest.raises(BanError, match="not both"):
+        create_detector("nc", clean_samples=7, n_samples=8)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
