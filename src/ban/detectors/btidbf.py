@@ -23,7 +23,7 @@ runs the same code).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -45,8 +45,10 @@ from ban.utils import batches, make_generator
 
 
 @dataclass(frozen=True)
-class BTIDBFSettings(DetectorSettings):
-    """BTI-DBF's settings (official cfg.py); the budget scales mask, pre-training and training epochs.
+class BTIDBFSettings(DetectorSettings, InversionSettings):
+    """BTI-DBF's settings (official cfg.py): the trigger inversion's (`InversionSettings`) plus the clean
+    images drawn (`n_samples`), the inversion noise (`noise_std`), the flag `threshold` and the budget,
+    which scales mask, pre-training and training epochs.
 
     mask_objective: None takes the detector's (`default_mask_objective`: "btidbf"; BTI-DBF*: "ban").
     """
@@ -54,23 +56,9 @@ class BTIDBFSettings(DetectorSettings):
     budgeted: ClassVar[tuple[str, ...]] = ("mask_epochs", "pretrain_epochs", "epochs")
     default_mask_objective: ClassVar[str] = "btidbf"
 
+    mask_objective: str | None = None  # type: ignore[assignment]
     n_samples: int = 2500
-    batch_size: int = 128
-    mask_epochs: int = 20
-    mask_lr: float = 0.01
-    mask_objective: str | None = None
-    mask_lambda: float = 0.75
-    mask_train_mode: bool = True
-    pretrain_epochs: int = 50
-    epochs: int = 30
-    lr: float = 1e-3
-    norm_bound: float = 0.3
-    feat_bound: float = 3.0
     noise_std: float = 0.03
-    filters: int = 32
-    blocks: int = 4
-    augment: bool = True
-    generator: str = "normalised"
     threshold: float = 0.5
 
     def validate(self) -> None:
@@ -81,9 +69,8 @@ class BTIDBFSettings(DetectorSettings):
 
     def inversion(self) -> InversionSettings:
         """The trigger inversion these settings run, epoch counts scaled by the budget."""
-        own = asdict(self)
-        shared = {f.name: own[f.name] for f in fields(InversionSettings)}
-        return InversionSettings(**{**shared, **{k: self.scaled(own[k]) for k in self.budgeted}})
+        shared = {f.name: getattr(self, f.name) for f in fields(InversionSettings)}
+        return InversionSettings(**{**shared, **{k: self.scaled(shared[k]) for k in self.budgeted}})
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ the caller's budget; ``ban.detectors.btidbf`` derives it from the detector's set
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -172,6 +172,13 @@ def _mse(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).pow(2).mean()
 
 
+def _augmented_batches(x: Tensor, cfg: GeneratorTraining, g: torch.Generator) -> Iterator[Tensor]:
+    """One epoch of shuffled, augmented batches of `x`."""
+    perm = torch.randperm(len(x), generator=g).to(x.device)
+    for sl in batches(len(x), cfg.batch_size):
+        yield cfg.augment(x[perm[sl]], g)
+
+
 def pretrain_generator(
     model: nn.Module,
     gen: nn.Module,
@@ -192,9 +199,7 @@ def pretrain_generator(
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     with Bar("btidbf generator pretrain", epochs, quiet=quiet) as bar:
         for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=g).to(x.device)
-            for sl in batches(len(x), cfg.batch_size):
-                xb = cfg.augment(x[perm[sl]], g)
+            for xb in _augmented_batches(x, cfg, g):
                 with torch.no_grad():
                     f_x = split.features(xb)
                     p_x = F.softmax(split.head(f_x), 1)
@@ -229,9 +234,7 @@ def train_generator(
     last: dict[str, float] = {}
     with Bar("btidbf generator", epochs, quiet=quiet) as bar:
         for _ in range(epochs):
-            perm = torch.randperm(len(x), generator=g).to(x.device)
-            for sl in batches(len(x), cfg.batch_size):
-                xb = cfg.augment(x[perm[sl]], g)
+            for xb in _augmented_batches(x, cfg, g):
                 with torch.no_grad():
                     f_x = split.features(xb)
                 xg = gen(xb)

@@ -158,3 +158,20 @@ def lowest_mixed_value(values: list[float], threshold: float) -> tuple[bool, int
     low = min(range(len(values)), key=values.__getitem__)
     flagged = values[low] < threshold
     return flagged, low if flagged else None, -values[low]
+
+
+def keep_best(best: Tensor, best_stats: list[dict[str, float]], value: Tensor, stats: dict[str, Tensor]) -> Tensor:
+    """Per target where this epoch's mixed `value` beats `best`: keep the epoch's `stats` (one float per
+    target each) in `best_stats`; returns the new best values."""
+    better = value < best
+    for i in torch.nonzero(better).flatten().tolist():
+        best_stats[i] = {key: float(v[i]) for key, v in stats.items()}
+    return torch.where(better, value, best)
+
+
+def violation_weights(
+    p: Tensor, p_bound: float, asr: Tensor, asr_bound: float, std: Tensor, std_bound: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The next epoch's loss weights (w_p, w_acc, w_std): relative violations of the input-distance bound,
+    the attack-success bound (from below) and the hyperplane-std bound."""
+    return F.relu(p - p_bound) / p_bound, F.relu(asr_bound - asr) / asr_bound, F.relu(std - std_bound) / std_bound

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
@@ -30,11 +29,13 @@ from ban.detectors.feature_inversion import (
     hyperplane_std,
     input_std,
     invert_every_target,
+    keep_best,
     lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
+    violation_weights,
 )
 from ban.detectors.trigger_search import unit_tanh
 from ban.detectors.unet import UNet, grouped_input, grouped_output
@@ -165,19 +166,11 @@ class FeatureRE(Detector):
                     sums += torch.stack([dist, asr, p, std, l1]).detach()
                 dist, asr, p, std, l1 = sums / len(batches_)
                 value = mixed_value(dist, asr, p, self.config.p_bound, l1, mask_bound, std, self.config.std_bound)
-                better = value < best
-                best = torch.where(better, value, best)
-                for i in torch.nonzero(better).flatten().tolist():
-                    best_stats[i] = {
-                        "dist": float(dist[i]),
-                        "asr": float(asr[i]),
-                        "mse": float(p[i]),
-                        "std": float(std[i]),
-                        "mask_l1": float(l1[i]),
-                    }
-                w_p = F.relu(p - self.config.p_bound) / self.config.p_bound
-                w_acc = F.relu(self.config.asr_bound - asr) / self.config.asr_bound
-                w_std = F.relu(std - self.config.std_bound) / self.config.std_bound
+                stats = {"dist": dist, "asr": asr, "mse": p, "std": std, "mask_l1": l1}
+                best = keep_best(best, best_stats, value, stats)
+                w_p, w_acc, w_std = violation_weights(
+                    p, self.config.p_bound, asr, self.config.asr_bound, std, self.config.std_bound
+                )
                 bar.advance(info=f"min mixed value {float(best.min()):.3f}")
         with torch.no_grad():
             net.eval()

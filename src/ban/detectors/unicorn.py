@@ -32,11 +32,13 @@ from ban.detectors.feature_inversion import (
     cosine_to_target,
     hyperplane_std,
     invert_every_target,
+    keep_best,
     lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
+    violation_weights,
 )
 from ban.detectors.ssim import ssim
 from ban.detectors.trigger_search import unit_tanh
@@ -242,19 +244,11 @@ class Unicorn(Detector):
                 value = mixed_value(
                     dist, asr, s_loss, self.config.ssim_bound, l1, mask_bound, std, self.config.std_bound
                 )
-                better = value < best
-                best = torch.where(better, value, best)
-                for i in torch.nonzero(better).flatten().tolist():
-                    best_stats[i] = {
-                        "dist": float(dist[i]),
-                        "asr": float(asr[i]),
-                        "ssim_loss": float(s_loss[i]),
-                        "std": float(std[i]),
-                        "mask_l1": float(l1[i]),
-                    }
-                w_p = F.relu(s_loss - self.config.ssim_bound) / self.config.ssim_bound
-                w_acc = F.relu(self.config.asr_bound - asr) / self.config.asr_bound
-                w_std = F.relu(std - self.config.std_bound) / self.config.std_bound
+                stats = {"dist": dist, "asr": asr, "ssim_loss": s_loss, "std": std, "mask_l1": l1}
+                best = keep_best(best, best_stats, value, stats)
+                w_p, w_acc, w_std = violation_weights(
+                    s_loss, self.config.ssim_bound, asr, self.config.asr_bound, std, self.config.std_bound
+                )
                 bar.advance(info=f"min mixed value {float(best.min()):.3f}")
         with torch.no_grad():
             p_net.eval()
