@@ -15,6 +15,7 @@ from torch import nn
 
 from ban.clean_data import CleanData
 from ban.detectors import DETECTORS, Verdict, create_detector
+from ban.detectors.figures import save_trigger_figures
 from ban.detectors.histogram import majority_rule
 from ban.detectors.outlier import mad_anomaly_index, small_norm_outliers
 from ban.detectors.unet import UNet, grouped_input, grouped_output
@@ -149,7 +150,7 @@ def test_nc_flags_badnets_with_its_target(zoo, clean, tmp_path) -> None:
     assert v.score > v.threshold
     for k, value in model.state_dict().items():  # the caller's model is untouched
         assert torch.equal(value, before[k])
-    paths = det.save_figures(tmp_path)
+    paths = save_trigger_figures(v, tmp_path)
     assert {p.name for p in paths} == {"nc_masks.png", "nc_patterns.png", "nc_triggers.png"}
     assert all(p.stat().st_size > 0 for p in paths)
 
@@ -169,7 +170,7 @@ def test_btidbf_flags_badnets_with_its_target_and_passes_the_clean_model(zoo, cl
     assert v.score == pytest.approx(max(hist) / 300)
     assert v.details["argmax_class"] == 3, hist
     assert v.backdoored and v.target == 3 and v.score > 0.5, hist
-    assert len(det.save_figures(tmp_path)) == 3
+    assert len(save_trigger_figures(v, tmp_path)) == 3
 
     vc = tiny("btidbf").detect(zoo.get("clean").model, clean)
     assert_valid(vc, "btidbf")
@@ -185,13 +186,14 @@ def test_baseline_runs_end_to_end(zoo, clean, tmp_path, name: str) -> None:
     if name in ("featurere", "unicorn"):
         assert len(v.details["mixed_value"]) == 10
         assert v.score == pytest.approx(-min(v.details["mixed_value"]))
-    paths = det.save_figures(tmp_path)
+    paths = save_trigger_figures(v, tmp_path)
     assert paths and all(p.exists() for p in paths)
 
 
-def test_figures_before_detect_is_an_error(tmp_path) -> None:
-    with pytest.raises(BanError):
-        create_detector("nc").save_figures(tmp_path)
+def test_figures_of_a_verdict_without_triggers_is_an_error(tmp_path) -> None:
+    bare = Verdict(detector="nc", backdoored=False, target=None, score=0.0, threshold=2.0, seconds=0.0, seed=0)
+    with pytest.raises(BanError, match="no recovered triggers"):
+        save_trigger_figures(bare, tmp_path)
 
 
 def test_model_with_wrong_classes_is_refused(clean) -> None:

@@ -1,7 +1,8 @@
 """`CleanData`: what a defender holds. It carries images and labels and nothing of any attack.
 
 Detectors and mitigations take `CleanData` and a bare `nn.Module`, never a `Checkpoint`
-(which may carry the attack): the threat model is in the types.
+(which may carry the attack): the threat model is in the types. Whether a model fits the data is
+checked in one place, ``ban.model_fit``.
 """
 
 from __future__ import annotations
@@ -55,17 +56,4 @@ class CleanData:
         if len(self.images) < n:
             raise BanError(
                 f"{who} needs at least {n} clean images, got {len(self.images)}; pass more (--clean-samples {n})"
-            )
-
-    def check_fits(self, num_classes: int, image_shape: tuple[int, int, int]) -> None:
-        """Raise when the data's shape or class count does not match the model's."""
-        if self.image_shape != tuple(image_shape):
-            raise BanError(
-                f"clean data has images of shape {self.image_shape} but the model takes {tuple(image_shape)}; "
-                "pass the dataset the model was trained on"
-            )
-        if self.num_classes != num_classes:
-            raise BanError(
-                f"clean data has {self.num_classes} classes but the model outputs {num_classes}; "
-                "pass the dataset the model was trained on"
             )

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ban.clean_data import CleanData
 from ban.detectors.base import Detector, Verdict
+from ban.detectors.figures import save_trigger_figures
 from ban.errors import BanError
 from ban.models import get_split
 from ban.noise import NeuronNoise
@@ -88,7 +89,7 @@ def verdict_features(
     reads: (1 − m) ⊙ features for `negative-mask`, the plain features for `no-mask`.
     """
     art = verdict.artifacts
-    if not {"noise", "buffers", "mask"} <= set(art):
+    if not carries_noise(verdict):
         raise BanError("this verdict carries no BAN noise and mask (a baseline's, or read back from JSON); rescan")
     data = clean.sample(n, seed)
     x = data.x.to(device)
@@ -167,16 +168,23 @@ def tsne_figure(
     return _save(fig, path)
 
 
+def carries_noise(verdict: Verdict) -> bool:
+    """True when the verdict carries the mask, noise and BatchNorm buffers BAN predicted with (for t-SNE)."""
+    return {"noise", "buffers", "mask"} <= set(verdict.artifacts)
+
+
 def detection_figures(
     detector: Detector, verdict: Verdict, model: nn.Module, clean: CleanData, directory: Path, seed: int = 0
 ) -> list[Path]:
-    """Histogram, mask (BAN) and t-SNE PNGs for one scanned model; baselines write their own figures."""
+    """Histogram PNG for one scanned model, plus what its verdict carries: BAN's mask and t-SNE, or a
+    baseline's recovered triggers."""
     directory = Path(directory)
     out = [histogram_figure(verdict, directory / "histogram.png")]
     mask = verdict.artifacts.get("mask")
     if isinstance(mask, Tensor):
         out.append(mask_figure(mask, directory / "mask.png"))
+    if carries_noise(verdict):
         out.append(tsne_figure([model], [verdict], [detector.name], clean, directory / "tsne.png", seed=seed))
-    elif hasattr(detector, "save_figures"):
-        out.extend(detector.save_figures(directory))
+    if verdict.artifacts.get("triggers"):
+        out.extend(save_trigger_figures(verdict, directory))
     return out

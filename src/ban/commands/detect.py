@@ -25,6 +25,7 @@ from ban.commands.common import (
 from ban.data import ImageData, balanced_sample
 from ban.detectors import DETECTORS, Verdict, create_detector
 from ban.errors import BanError
+from ban.model_fit import check_fits
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -47,7 +48,7 @@ def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | N
     sample: ImageData = pool if n is None or n >= len(pool) else balanced_sample(pool, n, seed)
     clean = CleanData.from_images(sample)
     ckpt.adopt_input_size(clean.image_shape)  # a plain state dict scans at its data's size
-    clean.check_fits(ckpt.num_classes, ckpt.input_shape)
+    check_fits(clean, ckpt.num_classes, ckpt.input_shape)
     return clean
 
 
@@ -165,11 +166,13 @@ def detect(
                 f"{v.seconds:.1f}",
             )
         console.print(table)
-    if figures is not None and len(loaded) == 2 and is_ban:
-        from ban.figures import tsne_figure
+    if figures is not None and len(loaded) == 2:
+        from ban.figures import carries_noise, tsne_figure
 
         models, names, found = [c.model for c, _ in loaded], [n for n, _ in verdicts], [v for _, v in verdicts]
-        console.print(f"  figure: {tsne_figure(models, found, names, loaded[0][1], figures / 'tsne.png', seed=seed)}")
+        if all(carries_noise(v) for v in found):  # BAN's verdicts carry the noise the t-SNE applies
+            tsne = tsne_figure(models, found, names, loaded[0][1], figures / "tsne.png", seed=seed)
+            console.print(f"  figure: {tsne}")
     if json_out is not None:
         from ban.utils import atomic_write_text
 

@@ -23,6 +23,7 @@ from ban.data import load_dataset
 from ban.errors import BanError
 from ban.evaluate import EvalReport
 from ban.mitigations import MitigationReport, create_mitigation
+from ban.model_fit import check_fits
 
 
 def eval_line(label: str, r: EvalReport | None) -> str:
@@ -68,7 +69,7 @@ def mitigate(
     _, pool = attacker_and_defender(name, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
     clean = CleanData.from_images(pool)
     ckpt.adopt_input_size(clean.image_shape)  # a plain state dict is repaired at its data's size
-    clean.check_fits(ckpt.num_classes, ckpt.input_shape)
+    check_fits(clean, ckpt.num_classes, ckpt.input_shape)
     test = maybe_subset(load_dataset(name, "test", data_dir), test_subset, seed)
     given = {"budget": budget} if budget is not None else {}  # a preset's budget holds unless --budget is given
     mitigation = create_mitigation(method, seed=seed, device=device, quiet=quiet, **given, **parse_params(param))

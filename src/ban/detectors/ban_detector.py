@@ -40,6 +40,8 @@ The paper's rule on the plain predictions, the default until 2026-12-02:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -47,13 +49,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
-from ban.detectors.base import Detector, Verdict
+from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.errors import BanError
 from ban.mask import MaskConfig, learn_feature_mask
 from ban.models import get_split
 from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise, recalibrate_running_stats
 from ban.progress import track
-from ban.utils import batches, eval_mode, make_generator, resolve_device
+from ban.utils import batches, eval_mode, make_generator
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -82,140 +84,96 @@ RULES = ("pooled", "per-class")
 MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half for the histogram
 
 
-def check_inputs(model: object, clean: object, who: str) -> None:
-    """A bare nn.Module and CleanData, or a clear error (detectors never see the attack)."""
-    from ban.checkpoint import Checkpoint
+@dataclass(frozen=True)
+class BANSettings(DetectorSettings):
+    """BAN's settings; budget multiplies mask epochs and noise steps (1.0 = the paper's 20 epochs and 30 steps).
 
-    if isinstance(model, Checkpoint):
-        raise BanError(
-            f"{who} takes a bare model, not a Checkpoint (detectors never see the attack); pass checkpoint.model"
-        )
-    if not isinstance(model, nn.Module):
-        raise BanError(f"{who} needs a torch nn.Module as the model, got {type(model).__name__}")
-    if not isinstance(clean, CleanData):
-        raise BanError(
-            f"{who} needs ban.clean_data.CleanData, got {type(clean).__name__}; wrap images with CleanData.from_images"
-        )
+    early_stop, noise_train_mode, recalibrate_bn, mask_train_mode, mask_batches: None takes the
+    preset's choice (`options` resolves them); quantile is recorded only under the per-class rule.
+    """
 
+    budgeted: ClassVar[tuple[str, ...]] = ("steps", "mask_epochs")
 
-def model_fits(model: nn.Module, clean: CleanData, device: torch.device) -> None:
-    """Raise unless the model takes the data's images and outputs one logit per class."""
-    try:
-        with torch.no_grad(), eval_mode(model):
-            out = model(clean.x[:2].to(device))
-    except RuntimeError as exc:
-        raise BanError(
-            f"the model cannot read images of shape {clean.image_shape} ({str(exc).splitlines()[0]}); "
-            "pass the dataset the model was trained on"
-        ) from exc
-    clean.check_fits(int(out.shape[-1]), clean.image_shape)
+    preset: str = "paper"
+    statistic: str = "no-mask"
+    rule: str = "pooled"
+    threshold: float = 0.5
+    eps: float = 0.3
+    steps: int = 30
+    mask_lambda: float = 0.75
+    mask_lr: float = 0.01
+    mask_epochs: int = 20
+    batch_size: int = 128
+    batches_per_epoch: int = 20
+    opt_samples: int = 500
+    eval_samples: int | None = 5000
+    early_stop: bool | None = None
+    noise_train_mode: bool | None = None
+    recalibrate_bn: bool | None = None
+    mask_train_mode: bool | None = None
+    mask_batches: int | None = None
+    quantile: float = 0.5
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise BanError(f"unknown BAN preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
+        if self.statistic not in STATISTICS:
+            raise BanError(f"unknown BAN statistic '{self.statistic}'; choose one of {', '.join(STATISTICS)}")
+        if self.rule not in RULES:
+            raise BanError(f"unknown BAN rule '{self.rule}'; choose one of {', '.join(RULES)}")
+        if not 0.0 < self.threshold < 1.0:
+            raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {self.threshold}")
+        if not 0.0 <= self.quantile <= 1.0:
+            raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {self.quantile}")
+        if self.mask_batches is not None and self.mask_batches < 0:
+            raise BanError(
+                f"mask_batches must be >= 0 (0: one pass over the images per epoch), got {self.mask_batches}"
+            )
+
+    def options(self) -> dict[str, Any]:
+        """The preset's optimisation choices with this configuration's overrides applied."""
+        options = dict(PRESETS[self.preset])
+        for key in ("early_stop", "noise_train_mode", "recalibrate_bn"):
+            if getattr(self, key) is not None:
+                options[key] = bool(getattr(self, key))
+        if self.mask_train_mode is not None:  # train-mode BatchNorm needs the features recomputed per batch
+            options["mask_train_mode"] = bool(self.mask_train_mode)
+            options["cache_features"] = options["cache_features"] and not self.mask_train_mode
+        if self.mask_batches is not None:
+            options["mask_batches"] = int(self.mask_batches)
+        return options
+
+    def record(self) -> dict[str, Any]:
+        overrides = ("early_stop", "noise_train_mode", "recalibrate_bn", "mask_train_mode", "mask_batches")
+        recorded = {k: v for k, v in super().record().items() if k not in overrides}
+        if self.rule != "per-class":
+            del recorded["quantile"]
+        return {**recorded, **self.options()}
 
 
 class BAN(Detector):
-    """BAN detector. Settings in `__init__`; `detect(model, clean)` returns a Verdict.
+    """BAN detector. Settings in `__init__` (`BANSettings`); `detect(model, clean)` returns a Verdict.
 
-    budget multiplies mask epochs and noise steps (1.0 = the paper's 20 epochs and 30 steps).
+    The verdict's artifacts carry the mask (C×H×W), the final noise and the BatchNorm buffers the
+    held-out images were predicted with, for figures.
     """
 
     name: ClassVar[str] = "ban"
+    Settings: ClassVar[type[DetectorSettings]] = BANSettings
+    config: BANSettings
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        preset: str = "paper",
-        statistic: str = "no-mask",
-        rule: str = "pooled",
-        threshold: float = 0.5,
-        eps: float = 0.3,
-        steps: int = 30,
-        mask_lambda: float = 0.75,
-        mask_lr: float = 0.01,
-        mask_epochs: int = 20,
-        batch_size: int = 128,
-        batches_per_epoch: int = 20,
-        opt_samples: int = 500,
-        eval_samples: int | None = 5000,
-        early_stop: bool | None = None,
-        noise_train_mode: bool | None = None,
-        recalibrate_bn: bool | None = None,
-        mask_train_mode: bool | None = None,
-        mask_batches: int | None = None,
-        quantile: float = 0.5,
-    ) -> None:
-        super().__init__(seed=seed, device=device, quiet=quiet)
-        if preset not in PRESETS:
-            raise BanError(f"unknown BAN preset '{preset}'; choose one of {', '.join(PRESETS)}")
-        if statistic not in STATISTICS:
-            raise BanError(f"unknown BAN statistic '{statistic}'; choose one of {', '.join(STATISTICS)}")
-        if rule not in RULES:
-            raise BanError(f"unknown BAN rule '{rule}'; choose one of {', '.join(RULES)}")
-        if not 0.0 < threshold < 1.0:
-            raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {threshold}")
-        if not 0.0 <= quantile <= 1.0:
-            raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {quantile}")
-        if mask_batches is not None and mask_batches < 0:
-            raise BanError(f"mask_batches must be >= 0 (0: one pass over the images per epoch), got {mask_batches}")
-        if not budget > 0:
-            raise BanError(f"budget must be positive (1.0 = the paper's settings), got {budget}")
-        self.budget = float(budget)
-        self.preset = preset
-        self.statistic = statistic
-        self.rule = rule
-        self.threshold = float(threshold)
-        self.eps = float(eps)
-        self.steps = int(steps)
-        self.mask_lambda = float(mask_lambda)
-        self.mask_lr = float(mask_lr)
-        self.mask_epochs = int(mask_epochs)
-        self.batch_size = int(batch_size)
-        self.batches_per_epoch = int(batches_per_epoch)
-        self.opt_samples = int(opt_samples)
-        self.eval_samples = eval_samples
-        self.options = dict(PRESETS[preset])
-        if early_stop is not None:
-            self.options["early_stop"] = bool(early_stop)
-        if noise_train_mode is not None:
-            self.options["noise_train_mode"] = bool(noise_train_mode)
-        if recalibrate_bn is not None:
-            self.options["recalibrate_bn"] = bool(recalibrate_bn)
-        if mask_train_mode is not None:  # train-mode BatchNorm needs the features recomputed per batch
-            self.options["mask_train_mode"] = bool(mask_train_mode)
-            self.options["cache_features"] = self.options["cache_features"] and not mask_train_mode
-        if mask_batches is not None:
-            self.options["mask_batches"] = int(mask_batches)
-        self.quantile = float(quantile)
-        self.mask: Tensor | None = None  # the last run's mask (C×H×W), for figures
+    def __init__(self, seed: int = 0, device: str = "auto", quiet: bool = True, **settings: Any) -> None:
+        super().__init__(seed=seed, device=device, quiet=quiet, **settings)
+        self.options = MappingProxyType(self.config.options())  # read-only: derived from `config`
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
 
     def _mask_batches(self) -> int:
         """Batches per mask epoch (0: one pass over the optimisation images)."""
         mb = self.options["mask_batches"]
-        return self.batches_per_epoch if mb is None else int(mb)
-
-    def scaled(self, count: int) -> int:
-        return max(1, int(round(count * self.budget)))
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "preset": self.preset,
-            "statistic": self.statistic,
-            "rule": self.rule,
-            **({"quantile": self.quantile} if self.rule == "per-class" else {}),
-            "threshold": self.threshold,
-            "eps": self.eps,
-            "steps": self.scaled(self.steps),
-            "mask_lambda": self.mask_lambda,
-            "mask_lr": self.mask_lr,
-            "mask_epochs": self.scaled(self.mask_epochs),
-            "batch_size": self.batch_size,
-            "batches_per_epoch": self.batches_per_epoch,
-            "opt_samples": self.opt_samples,
-            "eval_samples": self.eval_samples,
-            "budget": self.budget,
-            **self.options,
-        }
+        return self.config.batches_per_epoch if mb is None else int(mb)
 
     # ---- steps -------------------------------------------------------------------------------
     def _split_data(self, clean: CleanData, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -227,28 +185,28 @@ class BAN(Detector):
                 f"to histogram held-out predictions, got {len(clean)}; pass --clean-samples {max(need, 1000)} or more"
             )
         perm = torch.randperm(len(clean), generator=g)
-        n_opt = min(self.opt_samples, len(clean) // 2)
+        n_opt = min(self.config.opt_samples, len(clean) // 2)
         opt, rest = perm[:n_opt], perm[n_opt:]
-        if self.eval_samples is not None:
-            rest = rest[: self.eval_samples]
+        if self.config.eval_samples is not None:
+            rest = rest[: self.config.eval_samples]
         return clean.x[opt], clean.y[opt], clean.x[rest], clean.y[rest]
 
     def _noise(
         self, model: nn.Module, noise: NeuronNoise, x: Tensor, y: Tensor, g: torch.Generator, dev: torch.device
     ) -> None:
-        steps = self.scaled(self.steps)
+        steps = self.scaled(self.config.steps)
         if self.options["reinit_per_batch"]:  # official code: re-init per batch, keep the last batch's noise
             model.train(self.options["noise_train_mode"])
             cfg = PGDConfig(steps=steps, random_start=True, project=self.options["project"])
-            for _ in track(range(self.batches_per_epoch), "neuron noise", quiet=self.quiet):
-                idx = torch.randint(0, len(x), (min(self.batch_size, len(x)),), generator=g)
+            for _ in track(range(self.config.batches_per_epoch), "neuron noise", quiet=self.quiet):
+                idx = torch.randint(0, len(x), (min(self.config.batch_size, len(x)),), generator=g)
                 adversarial_neuron_noise(model, noise, x[idx].to(dev), y[idx].to(dev), cfg, g)
             return
         model.train(self.options["noise_train_mode"])
         noise.reset(random=True, generator=g)
         order = torch.randperm(len(x), generator=g)
-        chunks = [order[sl] for sl in batches(len(x), self.batch_size)]
-        step = self.eps / steps
+        chunks = [order[sl] for sl in batches(len(x), self.config.batch_size)]
+        step = self.config.eps / steps
         with noise.applied():
             for i in track(range(steps), "neuron noise", quiet=self.quiet):
                 idx = chunks[i % len(chunks)]
@@ -293,57 +251,58 @@ class BAN(Detector):
                 neg += torch.bincount(yt * k + logits_neg.argmax(1).cpu(), minlength=k * k).view(k, k)
                 plain += torch.bincount(yt * k + logits_plain.argmax(1).cpu(), minlength=k * k).view(k, k)
                 seen = sl.stop
-                chosen = neg if self.statistic == "negative-mask" else plain
+                chosen = neg if self.config.statistic == "negative-mask" else plain
                 if self.options["early_stop"] and self._decided(chosen, per_class_total):
                     break
         return neg, plain, neg_quiet, seen
 
     def _scores(self, confusion: Tensor) -> Tensor:
         """Score of every candidate target class under the chosen rule."""
-        return per_class_scores(confusion, q=self.quantile) if self.rule == "per-class" else pooled_scores(confusion)
+        return (
+            per_class_scores(confusion, q=self.config.quantile)
+            if self.config.rule == "per-class"
+            else pooled_scores(confusion)
+        )
 
     def _decided(self, confusion: Tensor, totals: Tensor) -> bool:
         """True when neither the decision nor the target can change, whatever the unseen images give."""
         seen = confusion.sum(1)
         unseen = totals - seen
-        if self.rule == "per-class":
-            low = per_class_scores(confusion, totals, self.quantile)  # unseen images all elsewhere
+        if self.config.rule == "per-class":
+            low = per_class_scores(confusion, totals, self.config.quantile)  # unseen images all elsewhere
             # upper bound: every unseen image of class c goes to t, for every t at once
-            high = per_class_scores(confusion + unseen[:, None].expand_as(confusion), totals, self.quantile)
+            high = per_class_scores(confusion + unseen[:, None].expand_as(confusion), totals, self.config.quantile)
         else:
             n = totals.sum().clamp_min(1).double()
             counts = confusion.sum(0).double()
             low, high = counts / n, (counts + unseen.sum()) / n
         best = int(low.argmax())
         others = torch.cat([high[:best], high[best + 1 :]])
-        if low[best] > self.threshold and bool((others < low[best]).all()):
+        if low[best] > self.config.threshold and bool((others < low[best]).all()):
             return True  # flagged, and no other class can overtake
-        return bool((high <= self.threshold).all())  # no class can pass the threshold any more
+        return bool((high <= self.config.threshold).all())  # no class can pass the threshold any more
 
     # ---- the detector ------------------------------------------------------------------------
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
-        check_inputs(model, clean, "BAN")
         start = time.perf_counter()
-        dev = resolve_device(self.device)
-        model.to(dev)
-        model_fits(model, clean, dev)
+        model, dev = self.prepare(model, clean, frozen_copy=False)  # BAN restores what it changes
         get_split(model)
         g = make_generator(self.seed)
         xo, yo, xe, ye = self._split_data(clean, g)
         k = clean.num_classes
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
         was_training = model.training
-        noise = NeuronNoise(model, self.eps)
+        noise = NeuronNoise(model, self.config.eps)
         timings: dict[str, float] = {}
         clean_loss = self._loss(model, xo, yo, dev)
         try:
             t = time.perf_counter()
             mask_cfg = MaskConfig(
                 parametrization="clamp",
-                lam=self.mask_lambda,
-                lr=self.mask_lr,
-                epochs=self.scaled(self.mask_epochs),
-                batch_size=self.batch_size,
+                lam=self.config.mask_lambda,
+                lr=self.config.mask_lr,
+                epochs=self.scaled(self.config.mask_epochs),
+                batch_size=self.config.batch_size,
                 batches_per_epoch=self._mask_batches() or None,
                 cache_features=self.options["cache_features"],
                 train_mode=self.options["mask_train_mode"],
@@ -355,7 +314,7 @@ class BAN(Detector):
             self._noise(model, noise, xo, yo, g, dev)
             if self.options["recalibrate_bn"]:
                 with noise.applied():
-                    recalibrate_running_stats(model, xo, self.batch_size)
+                    recalibrate_running_stats(model, xo, self.config.batch_size)
             timings["noise"] = time.perf_counter() - t
             t = time.perf_counter()
             with noise.applied():
@@ -374,13 +333,12 @@ class BAN(Detector):
                 for n, b in model.named_buffers():
                     b.copy_(buffers[n])
             model.train(was_training)
-        confusion = conf_neg if self.statistic == "negative-mask" else conf_plain
+        confusion = conf_neg if self.config.statistic == "negative-mask" else conf_plain
         counts = confusion.sum(0)
         scores = self._scores(confusion)
         target = int(scores.argmax())
         score = float(scores[target])
-        flagged, _ = flag_and_target(scores, self.threshold)
-        self.mask = m.cpu()
+        flagged, _ = flag_and_target(scores, self.config.threshold)
         details = {
             "histogram": [int(c) for c in counts],
             "histogram_negative_mask": [int(c) for c in neg],
@@ -406,17 +364,8 @@ class BAN(Detector):
             "mask_history": result.history[-1:] if result.history else [],
             "seconds_per_stage": timings,
         }
-        return Verdict(
-            detector=self.name,
-            backdoored=bool(flagged),
-            target=target if flagged else None,
-            score=score,
-            threshold=self.threshold,
-            seconds=time.perf_counter() - start,
-            seed=self.seed,
-            settings=self.settings(),
-            details=details,
-            artifacts=artifacts,
+        return self.verdict(
+            flagged, target if flagged else None, score, self.config.threshold, start, details, artifacts
         )
 
 

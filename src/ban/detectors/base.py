@@ -1,16 +1,33 @@
-"""The `Verdict` every detector returns, and the `Detector` interface."""
+"""The `Verdict` every detector returns, and the `Detector` template every detector (BAN and each baseline) fills.
+
+`Detector` owns what every method shares: the run settings (seed, device, quiet), the typed and
+frozen method settings (`DetectorSettings`, one subclass per detector, validated when built), the
+compute budget (`scaled` applies it where a count is used; the verdict records the scaled counts
+and the budget once), the input checks and the "model fits the data" check (`prepare`), and the
+Verdict (`verdict`). The threat model is in the types: `detect` takes a bare `nn.Module` and the
+defender's `CleanData`; a `Checkpoint` (which may carry the attack) is refused with a clear error.
+What a run produces for figures (BAN's mask and noise, a baseline's inverted triggers) travels with
+its Verdict, in `Verdict.artifacts`, never as an attribute of the detector.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from ban.clean_data import CleanData
-from ban.utils import atomic_write_text, versions
+from ban.errors import BanError
+from ban.model_fit import check_model_fits
+from ban.utils import atomic_write_text, resolve_device, versions
 
 
 @dataclass
@@ -22,7 +39,8 @@ class Verdict:
     threshold: the score above which the model is flagged; seconds: wall time of detection;
     settings: every setting used; details: detector-specific evidence (histograms, norms...);
     artifacts: tensors of this run for figures (BAN: the mask, the final noise and the BatchNorm
-    buffers it predicted with), kept in memory only: never in to_dict() or the JSON.
+    buffers it predicted with; a baseline: its inverted triggers, `triggers`, image batches by
+    figure name), kept in memory only: never in to_dict() or the JSON.
     """
 
     detector: str
@@ -58,22 +76,141 @@ class Verdict:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def check_inputs(model: object, clean: object, who: str) -> None:
+    """A bare nn.Module and CleanData, or a clear error (detectors never see the attack)."""
+    from ban.checkpoint import Checkpoint
+
+    if isinstance(model, Checkpoint):
+        raise BanError(
+            f"{who} takes a bare model, not a Checkpoint (detectors never see the attack); pass checkpoint.model"
+        )
+    if not isinstance(model, nn.Module):
+        raise BanError(f"{who} needs a torch nn.Module as the model, got {type(model).__name__}")
+    if not isinstance(clean, CleanData):
+        raise BanError(
+            f"{who} needs ban.clean_data.CleanData, got {type(clean).__name__}; wrap images with CleanData.from_images"
+        )
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """The settings of a detector that shape its verdict; one frozen subclass per detector.
+
+    budget: multiplies every epoch/step count named in `budgeted` (1.0 = the paper's/code's
+    defaults; 0.1 = a tenth, for CPU runs). `clean_samples` is accepted for `n_samples` (the
+    verdict records `n_samples`). Values are coerced to the type of their default
+    (an int default takes int(value), a float default float(value)), as the CLI's `--param` and
+    bench specs pass numbers as they parse them; `validate` raises a BanError for a bad value.
+    """
+
+    budgeted: ClassVar[tuple[str, ...]] = ()
+    #: other keywords for a setting: `clean_samples` (the mitigations' name) for `n_samples`
+    aliases: ClassVar[dict[str, str]] = {"clean_samples": "n_samples"}
+
+    budget: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), f.default
+            if value is not None and type(default) in (bool, int, float):
+                object.__setattr__(self, f.name, type(default)(value))
+        if not self.budget > 0 or not math.isfinite(self.budget):
+            raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a BanError naming the first bad setting (none here beyond the budget)."""
+
+    def scaled(self, count: int) -> int:
+        """`count` epochs/steps scaled by the budget (at least 1)."""
+        return max(1, int(round(count * self.budget)))
+
+    def record(self) -> dict[str, Any]:
+        """What the verdict records: every setting, the budgeted counts as scaled."""
+        return {**asdict(self), **{k: self.scaled(getattr(self, k)) for k in self.budgeted}}
+
+    @classmethod
+    def build(cls, who: str, values: dict[str, Any]) -> DetectorSettings:
+        """The settings from keyword values; an unknown keyword is a BanError listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for alias, name in cls.aliases.items():
+            if alias in values and name in known:
+                if name in values:
+                    raise BanError(f"{who} takes {alias} or {name} (the same setting), not both")
+                values = {**{k: v for k, v in values.items() if k != alias}, name: values[alias]}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BanError(f"unknown setting '{unknown[0]}' for {who}; choose from {', '.join(sorted(known))}")
+        return cls(**values)
+
+
 class Detector:
     """A backdoor detector: settings in `__init__`, work in `detect(model, clean)`.
 
-    `detect` receives a bare model and the defender's clean data, never the attack.
+    `detect` receives a bare model and the defender's clean data, never the attack. A detector
+    declares its settings class (`Settings`); `config` holds the validated settings.
     """
 
     name: ClassVar[str] = "detector"
+    Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
 
-    def __init__(self, seed: int = 0, device: str = "auto", quiet: bool = True) -> None:
+    def __init__(self, seed: int = 0, device: str = "auto", quiet: bool = True, **settings: Any) -> None:
         self.seed = seed
         self.device = device
         self.quiet = quiet
+        self.config = self.Settings.build(f"detector '{self.name}'", settings)
+
+    @property
+    def budget(self) -> float:
+        return self.config.budget
+
+    def scaled(self, count: int) -> int:
+        """`count` epochs/steps scaled by the budget (at least 1)."""
+        return self.config.scaled(count)
 
     def settings(self) -> dict[str, Any]:
         """Every setting that shapes the verdict (recorded in it)."""
-        return {}
+        return self.config.record()
+
+    def prepare(self, model: nn.Module, clean: CleanData, frozen_copy: bool = True) -> tuple[nn.Module, torch.device]:
+        """Check the inputs and that the model fits the data; return the model to work on and the device.
+
+        frozen_copy: a frozen eval-mode copy of `model` on the device (the caller's model untouched);
+        otherwise `model` itself, moved to the device (a detector that restores what it changes).
+        """
+        check_inputs(model, clean, f"detector '{self.name}'")
+        if len(clean) == 0:
+            raise BanError(f"detector '{self.name}' needs at least one clean image, got none")
+        dev = resolve_device(self.device)
+        work = copy.deepcopy(model).to(dev).eval() if frozen_copy else model.to(dev)
+        if frozen_copy:
+            work.requires_grad_(False)
+        check_model_fits(work, clean, dev)
+        return work, dev
+
+    def verdict(
+        self,
+        backdoored: bool,
+        target: int | None,
+        score: float,
+        threshold: float,
+        start: float,
+        details: dict[str, Any],
+        artifacts: dict[str, Any] | None = None,
+    ) -> Verdict:
+        """A Verdict stamped with this detector's name, seed, settings and the time since `start`."""
+        return Verdict(
+            detector=self.name,
+            backdoored=bool(backdoored),
+            target=None if target is None else int(target),
+            score=float(score),
+            threshold=float(threshold),
+            seconds=time.perf_counter() - start,
+            seed=self.seed,
+            settings=self.settings(),
+            details=details,
+            artifacts=artifacts or {},
+        )
 
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
         raise NotImplementedError

@@ -9,6 +9,7 @@ minimum over targets is below −0.75.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -127,3 +128,50 @@ def mixed_value(
 def tanh_parameter(shape: tuple[int, ...], value: float, device: torch.device) -> nn.Parameter:
     """A tanh-space parameter filled with `value` (the official codes' ones/zeros init)."""
     return nn.Parameter(torch.full(shape, float(value), device=device))
+
+
+#: the inversion of a group of targets: targets -> (min mixed value per target, its stats, figure images (k×…))
+GroupInversion = Callable[[list[int]], tuple[list[float], list[dict[str, float]], dict[str, Tensor]]]
+
+
+def invert_every_target(
+    num_classes: int, batched: bool, invert: GroupInversion
+) -> tuple[list[float], list[dict[str, float]], dict[str, Tensor]]:
+    """Run `invert` on all K targets at once (`batched`) or one target at a time; returns the min mixed
+    value and stats of every target and each figure's images of all targets (K×…, on the CPU)."""
+    groups = [list(range(num_classes))] if batched else [[t] for t in range(num_classes)]
+    values: list[float] = [0.0] * num_classes
+    stats: list[dict[str, float]] = [{} for _ in range(num_classes)]
+    shown: dict[str, list[Tensor]] = {}
+    for targets in groups:
+        best, best_stats, images = invert(targets)
+        for i, t in enumerate(targets):
+            values[t], stats[t] = best[i], best_stats[i]
+        for key, value in images.items():
+            shown.setdefault(key, []).append(value)
+    return values, stats, {key: torch.cat(v).cpu() for key, v in shown.items()}
+
+
+def lowest_mixed_value(values: list[float], threshold: float) -> tuple[bool, int | None, float]:
+    """FeatureRE's decision: (flagged: the minimum mixed value < `threshold`, target: its class when
+    flagged, score: −minimum, so that higher is more suspicious)."""
+    low = min(range(len(values)), key=values.__getitem__)
+    flagged = values[low] < threshold
+    return flagged, low if flagged else None, -values[low]
+
+
+def keep_best(best: Tensor, best_stats: list[dict[str, float]], value: Tensor, stats: dict[str, Tensor]) -> Tensor:
+    """Per target where this epoch's mixed `value` beats `best`: keep the epoch's `stats` (one float per
+    target each) in `best_stats`; returns the new best values."""
+    better = value < best
+    for i in torch.nonzero(better).flatten().tolist():
+        best_stats[i] = {key: float(v[i]) for key, v in stats.items()}
+    return torch.where(better, value, best)
+
+
+def violation_weights(
+    p: Tensor, p_bound: float, asr: Tensor, asr_bound: float, std: Tensor, std_bound: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The next epoch's loss weights (w_p, w_acc, w_std): relative violations of the input-distance bound,
+    the attack-success bound (from below) and the hyperplane-std bound."""
+    return F.relu(p - p_bound) / p_bound, F.relu(asr_bound - asr) / asr_bound, F.relu(std - std_bound) / std_bound

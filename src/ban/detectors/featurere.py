@@ -15,24 +15,27 @@ tensor; each target sees its own batch of images of the other classes (exactly K
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
-from ban.detectors.base import Verdict
-from ban.detectors.baseline import BaselineDetector
+from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.detectors.feature_inversion import (
     TargetData,
     cosine_to_target,
     hyperplane_std,
     input_std,
+    invert_every_target,
+    keep_best,
+    lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
+    violation_weights,
 )
 from ban.detectors.trigger_search import unit_tanh
 from ban.detectors.unet import UNet, grouped_input, grouped_output
@@ -41,104 +44,74 @@ from ban.progress import Bar
 from ban.utils import global_rng_from, make_generator
 
 
-class FeatureRE(BaselineDetector):
+@dataclass(frozen=True)
+class FeatureRESettings(DetectorSettings):
+    """FeatureRE's settings (official config.py, README); the budget scales warm-up and training epochs."""
+
+    budgeted: ClassVar[tuple[str, ...]] = ("warmup_epochs", "epochs")
+
+    n_samples: int = 100
+    batch_size: int = 256
+    warmup_epochs: int = 100
+    epochs: int = 400
+    lr: float = 1e-3
+    mask_lr: float = 0.1
+    filters: int = 32
+    blocks: int = 4
+    mask_size: float = 0.03
+    p_bound: float = 0.15
+    std_bound: float = 1.0
+    asr_bound: float = 0.9
+    threshold: float = -0.75
+    batched: bool = True
+
+
+class FeatureRE(Detector):
     """FeatureRE with the official defaults (config.py, README): 100 class-balanced clean images,
     batch 256, UNet (32 filters, 4 blocks) Adam 1e-3, mask Adam 0.1, 100 warm-up + 400 epochs,
     mask bound 3% of the features, input MSE bound 0.15, std bound 1, threshold −0.75.
 
-    Figures: `inputs` (one clean image per target) and `transformed` (A_t of it, one per target).
+    The verdict's artifacts carry the figures' images, `triggers`: `inputs` (one clean image per
+    target) and `transformed` (A_t of it, one per target).
     """
 
     name: ClassVar[str] = "featurere"
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        n_samples: int = 100,
-        batch_size: int = 256,
-        warmup_epochs: int = 100,
-        epochs: int = 400,
-        lr: float = 1e-3,
-        mask_lr: float = 0.1,
-        filters: int = 32,
-        blocks: int = 4,
-        mask_size: float = 0.03,
-        p_bound: float = 0.15,
-        std_bound: float = 1.0,
-        asr_bound: float = 0.9,
-        threshold: float = -0.75,
-        batched: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, device=device, quiet=quiet, budget=budget)
-        self.n_samples, self.batch_size = int(n_samples), int(batch_size)
-        self.warmup_epochs, self.epochs = int(warmup_epochs), int(epochs)
-        self.lr, self.mask_lr = float(lr), float(mask_lr)
-        self.filters, self.blocks = int(filters), int(blocks)
-        self.mask_size, self.p_bound, self.std_bound = float(mask_size), float(p_bound), float(std_bound)
-        self.asr_bound, self.threshold, self.batched = float(asr_bound), float(threshold), bool(batched)
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            **super().settings(),
-            "n_samples": self.n_samples,
-            "batch_size": self.batch_size,
-            "warmup_epochs": self.scaled(self.warmup_epochs),
-            "epochs": self.scaled(self.epochs),
-            "lr": self.lr,
-            "mask_lr": self.mask_lr,
-            "filters": self.filters,
-            "blocks": self.blocks,
-            "mask_size": self.mask_size,
-            "p_bound": self.p_bound,
-            "std_bound": self.std_bound,
-            "asr_bound": self.asr_bound,
-            "threshold": self.threshold,
-            "batched": self.batched,
-        }
+    Settings: ClassVar[type[DetectorSettings]] = FeatureRESettings
+    config: FeatureRESettings
 
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
         start = time.perf_counter()
         work, dev = self.prepare(model, clean)
-        sample = clean.sample(self.n_samples, seed=self.seed)
+        sample = clean.sample(self.config.n_samples, seed=self.seed)
         data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
         g = make_generator(self.seed)
         weights = make_generator(self.seed)  # the UNets' initial weights, a stream of their own
-        groups = [list(range(clean.num_classes))] if self.batched else [[t] for t in range(clean.num_classes)]
-        values: list[float] = [0.0] * clean.num_classes
-        stats: list[dict[str, float]] = [{} for _ in range(clean.num_classes)]
-        shown = []
-        for targets in groups:
-            best, best_stats, image = self._invert(work, data, targets, g, weights)
-            for i, t in enumerate(targets):
-                values[t], stats[t] = best[i], best_stats[i]
-            shown.append(image)
-        images = torch.cat(shown, dim=1)[0]
-        self.figures = {"inputs": data.x[:1].expand(len(images), -1, -1, -1).cpu(), "transformed": images.cpu()}
-        low = min(range(len(values)), key=values.__getitem__)
-        flagged = values[low] < self.threshold
+        values, stats, images = invert_every_target(
+            clean.num_classes, self.config.batched, lambda targets: self._invert(work, data, targets, g, weights)
+        )
+        triggers = {"inputs": data.x[:1].expand(clean.num_classes, -1, -1, -1).cpu(), **images}
+        flagged, target, score = lowest_mixed_value(values, self.config.threshold)
         details = {"mixed_value": values, "per_target": stats, "n_images": len(sample)}
-        return self.verdict(flagged, low if flagged else None, -values[low], -self.threshold, start, details)
+        return self.verdict(flagged, target, score, -self.config.threshold, start, details, {"triggers": triggers})
 
     def _invert(
         self, model: nn.Module, data: TargetData, targets: list[int], g: torch.Generator, weights: torch.Generator
-    ) -> tuple[list[float], list[dict[str, float]], Tensor]:
+    ) -> tuple[list[float], list[dict[str, float]], dict[str, Tensor]]:
         """Train the transforms and masks for `targets` (the UNet's initial weights drawn from `weights`);
-        returns min mixed value, its stats, sample outputs."""
+        returns min mixed value, its stats, A_t of one clean image per target (`transformed`, k×C×H×W)."""
         dev = data.x.device
         split = get_split(model)
         k, c = len(targets), data.x.shape[1]
         t = torch.tensor(targets, device=dev)
         std_in = input_std(model, c, dev)
         with global_rng_from(weights):
-            net = UNet(c, c, self.filters, self.blocks, groups=k)
+            net = UNet(c, c, self.config.filters, self.config.blocks, groups=k)
         net = net.to(dev).train()
-        opt_net = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        opt_net = torch.optim.Adam(net.parameters(), lr=self.config.lr, betas=(0.5, 0.9))
         mask_w = tanh_parameter((k, *data.features.shape[1:]), 1.0, dev)
-        opt_mask = torch.optim.Adam([mask_w], lr=self.mask_lr, betas=(0.5, 0.9))
-        mask_bound = self.mask_size * data.features[0].numel()
+        opt_mask = torch.optim.Adam([mask_w], lr=self.config.mask_lr, betas=(0.5, 0.9))
+        mask_bound = self.config.mask_size * data.features[0].numel()
         w_p, w_acc, w_std = (torch.ones(k, device=dev) for _ in range(3))
         best = torch.full((k,), float("inf"), device=dev)
         best_stats: list[dict[str, float]] = [{} for _ in range(k)]
@@ -149,21 +122,21 @@ class FeatureRE(BaselineDetector):
             p = ((xa - xb) / std_in).pow(2).flatten(2).mean(2).mean(1)
             return xb, xa, p
 
-        warmup, epochs = self.scaled(self.warmup_epochs), self.scaled(self.epochs)
+        warmup, epochs = self.scaled(self.config.warmup_epochs), self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", warmup + epochs, quiet=self.quiet) as bar:
             for _ in range(warmup):
-                for idx in data.epoch_batches(targets, self.batch_size, g):
+                for idx in data.epoch_batches(targets, self.config.batch_size, g):
                     _, xa, p = transform(idx)
                     logits = model(xa.flatten(0, 1)).view(k, idx.shape[1], -1)
                     ce, _ = per_target_ce(logits, t)
-                    loss = ce + 100 * p * (p > self.p_bound)
+                    loss = ce + 100 * p * (p > self.config.p_bound)
                     opt_net.zero_grad(set_to_none=True)
                     loss.sum().backward()
                     opt_net.step()
                 bar.advance()
             for _ in range(epochs):
                 sums = torch.zeros(5, k, device=dev)
-                batches_ = data.epoch_batches(targets, self.batch_size, g)
+                batches_ = data.epoch_batches(targets, self.config.batch_size, g)
                 for idx in batches_:
                     _, xa, p = transform(idx)
                     feats = split.features(xa.flatten(0, 1)).view(k, idx.shape[1], *data.features.shape[1:])
@@ -175,9 +148,9 @@ class FeatureRE(BaselineDetector):
                     std = hyperplane_std(feats, masks)
                     loss = (
                         5 * dist.clamp_min(0)
-                        + 10 * (1 + w_std) * std * (std > self.std_bound)
-                        + 10 * (1 + w_p) * p * (p > self.p_bound)
-                        + (1 + w_acc) * ce * (asr < self.asr_bound)
+                        + 10 * (1 + w_std) * std * (std > self.config.std_bound)
+                        + 10 * (1 + w_p) * p * (p > self.config.p_bound)
+                        + (1 + w_acc) * ce * (asr < self.config.asr_bound)
                     )
                     opt_net.zero_grad(set_to_none=True)
                     loss.sum().backward()
@@ -192,22 +165,14 @@ class FeatureRE(BaselineDetector):
                     opt_mask.step()
                     sums += torch.stack([dist, asr, p, std, l1]).detach()
                 dist, asr, p, std, l1 = sums / len(batches_)
-                value = mixed_value(dist, asr, p, self.p_bound, l1, mask_bound, std, self.std_bound)
-                better = value < best
-                best = torch.where(better, value, best)
-                for i in torch.nonzero(better).flatten().tolist():
-                    best_stats[i] = {
-                        "dist": float(dist[i]),
-                        "asr": float(asr[i]),
-                        "mse": float(p[i]),
-                        "std": float(std[i]),
-                        "mask_l1": float(l1[i]),
-                    }
-                w_p = F.relu(p - self.p_bound) / self.p_bound
-                w_acc = F.relu(self.asr_bound - asr) / self.asr_bound
-                w_std = F.relu(std - self.std_bound) / self.std_bound
+                value = mixed_value(dist, asr, p, self.config.p_bound, l1, mask_bound, std, self.config.std_bound)
+                stats = {"dist": dist, "asr": asr, "mse": p, "std": std, "mask_l1": l1}
+                best = keep_best(best, best_stats, value, stats)
+                w_p, w_acc, w_std = violation_weights(
+                    p, self.config.p_bound, asr, self.config.asr_bound, std, self.config.std_bound
+                )
                 bar.advance(info=f"min mixed value {float(best.min()):.3f}")
         with torch.no_grad():
             net.eval()
             shown = grouped_output(net(grouped_input(data.x[:1].expand(k, 1, *data.x.shape[1:]))), k)
-        return [float(v) for v in best], best_stats, shown.permute(1, 0, 2, 3, 4)
+        return [float(v) for v in best], best_stats, {"transformed": shown[:, 0]}

@@ -1,4 +1,4 @@
-"""Recovered triggers as PNG image grids."""
+"""Recovered triggers as PNG image grids: a baseline verdict's `artifacts["triggers"]`, one grid per figure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ban.detectors.base import Verdict
+from ban.errors import BanError
 from ban.utils import atomic_path
 
 
@@ -38,3 +40,18 @@ def save_image_grid(images: Tensor, path: str | Path, ncol: int | None = None) -
     """Write `images` (N×C×H×W in [0, 1]) as one PNG grid at `path`, atomically."""
     with atomic_path(path) as tmp:
         image_grid(images, ncol).save(tmp, format="PNG")
+
+
+def save_trigger_figures(verdict: Verdict, directory: str | Path) -> list[Path]:
+    """Write the verdict's recovered triggers as `<detector>_<figure>.png` in `directory`; returns the paths."""
+    triggers = verdict.artifacts.get("triggers")
+    if not triggers:
+        raise BanError(
+            f"this '{verdict.detector}' verdict carries no recovered triggers (BAN's, or read back from JSON); rescan"
+        )
+    out = []
+    for key, images in triggers.items():
+        path = Path(directory) / f"{verdict.detector}_{key}.png"
+        save_image_grid(images, path)
+        out.append(path)
+    return out

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.detectors.neural_cleanse import NeuralCleanse
+from ban.detectors.base import DetectorSettings
+from ban.detectors.neural_cleanse import NeuralCleanse, NeuralCleanseSettings
 from ban.detectors.trigger_search import ExtraLoss
 from ban.errors import BanError
 
@@ -47,6 +49,22 @@ def tabor_regularisers(weights: Sequence[float]) -> ExtraLoss:
     return extra
 
 
+@dataclass(frozen=True)
+class TaborSettings(NeuralCleanseSettings):
+    """Neural Cleanse's settings plus the six regulariser weights [λ1..λ6]."""
+
+    weights: Sequence[float] = DEFAULT_WEIGHTS
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.weights) != 6:
+            raise BanError(f"Tabor needs six regulariser weights, got {len(self.weights)}")
+        object.__setattr__(self, "weights", tuple(float(v) for v in self.weights))
+
+    def record(self) -> dict[str, Any]:
+        return {**super().record(), "weights": list(self.weights)}
+
+
 class Tabor(NeuralCleanse):
     """Neural Cleanse's search plus Tabor's regularisers, decided by NC's MAD rule.
 
@@ -60,15 +78,8 @@ class Tabor(NeuralCleanse):
     """
 
     name: ClassVar[str] = "tabor"
-
-    def __init__(self, *args: Any, weights: Sequence[float] = DEFAULT_WEIGHTS, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if len(weights) != 6:
-            raise BanError(f"Tabor needs six regulariser weights, got {len(weights)}")
-        self.weights = tuple(float(v) for v in weights)
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "weights": list(self.weights)}
+    Settings: ClassVar[type[DetectorSettings]] = TaborSettings
+    config: TaborSettings
 
     def extra_loss(self) -> ExtraLoss | None:
-        return tabor_regularisers(self.weights)
+        return tabor_regularisers(self.config.weights)

@@ -18,23 +18,27 @@ targets < `threshold` (−0.75); target = argmin; score = −min. All K targets 
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
-from ban.detectors.base import Verdict
-from ban.detectors.baseline import BaselineDetector
+from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.detectors.feature_inversion import (
     TargetData,
     cosine_to_target,
     hyperplane_std,
+    invert_every_target,
+    keep_best,
+    lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
+    violation_weights,
 )
 from ban.detectors.ssim import ssim
 from ban.detectors.trigger_search import unit_tanh
@@ -64,103 +68,63 @@ def pretrain_identity(
     return loss_sum
 
 
-class Unicorn(BaselineDetector):
+@dataclass(frozen=True)
+class UnicornSettings(DetectorSettings):
+    """Unicorn's settings (official config.py, README); the budget scales pre-training and training epochs."""
+
+    budgeted: ClassVar[tuple[str, ...]] = ("pretrain_epochs", "epochs")
+
+    n_samples: int = 100
+    batch_size: int = 64
+    pretrain_epochs: int = 500
+    epochs: int = 1000
+    inner_steps: int = 10
+    lr: float = 1e-3
+    mask_lr: float = 0.1
+    filters: int = 32
+    blocks: int = 4
+    mask_size: float = 0.15
+    input_mask_size: float = 0.15
+    ssim_bound: float = 0.15
+    std_bound: float = 1.0
+    asr_bound: float = 0.9
+    dist_weight: float = 1.0
+    invert_weight: float = 200.0
+    threshold: float = -0.75
+    batched: bool = True
+
+
+class Unicorn(Detector):
     """Unicorn with the official defaults (config.py, README): 100 class-balanced clean images,
     batch 64, UNets (32 filters, 4 blocks) Adam 1e-3 pre-trained 500 epochs, 1000 epochs,
     masks/pattern Adam 0.1 with 10 inner steps each, mask bounds 15%, SSIM bound 0.15.
 
-    Figures: `transformed` (x' of one clean image per target), `input_masks`, `input_patterns`.
+    The verdict's artifacts carry the figures' images, `triggers`: `transformed` (x' of one clean
+    image per target), `input_masks`, `input_patterns`.
     """
 
     name: ClassVar[str] = "unicorn"
 
-    def __init__(
-        self,
-        seed: int = 0,
-        device: str = "auto",
-        quiet: bool = True,
-        budget: float = 1.0,
-        n_samples: int = 100,
-        batch_size: int = 64,
-        pretrain_epochs: int = 500,
-        epochs: int = 1000,
-        inner_steps: int = 10,
-        lr: float = 1e-3,
-        mask_lr: float = 0.1,
-        filters: int = 32,
-        blocks: int = 4,
-        mask_size: float = 0.15,
-        input_mask_size: float = 0.15,
-        ssim_bound: float = 0.15,
-        std_bound: float = 1.0,
-        asr_bound: float = 0.9,
-        dist_weight: float = 1.0,
-        invert_weight: float = 200.0,
-        threshold: float = -0.75,
-        batched: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, device=device, quiet=quiet, budget=budget)
-        self.n_samples, self.batch_size = int(n_samples), int(batch_size)
-        self.pretrain_epochs, self.epochs, self.inner_steps = int(pretrain_epochs), int(epochs), int(inner_steps)
-        self.lr, self.mask_lr = float(lr), float(mask_lr)
-        self.filters, self.blocks = int(filters), int(blocks)
-        self.mask_size, self.input_mask_size = float(mask_size), float(input_mask_size)
-        self.ssim_bound, self.std_bound, self.asr_bound = float(ssim_bound), float(std_bound), float(asr_bound)
-        self.dist_weight, self.invert_weight = float(dist_weight), float(invert_weight)
-        self.threshold, self.batched = float(threshold), bool(batched)
-
-    def settings(self) -> dict[str, Any]:
-        keys = (
-            "n_samples",
-            "batch_size",
-            "inner_steps",
-            "lr",
-            "mask_lr",
-            "filters",
-            "blocks",
-            "mask_size",
-            "input_mask_size",
-            "ssim_bound",
-            "std_bound",
-            "asr_bound",
-            "dist_weight",
-            "invert_weight",
-            "threshold",
-            "batched",
-        )
-        return {
-            **super().settings(),
-            **{k: getattr(self, k) for k in keys},
-            "pretrain_epochs": self.scaled(self.pretrain_epochs),
-            "epochs": self.scaled(self.epochs),
-        }
+    Settings: ClassVar[type[DetectorSettings]] = UnicornSettings
+    config: UnicornSettings
 
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
         start = time.perf_counter()
         work, dev = self.prepare(model, clean)
-        sample = clean.sample(self.n_samples, seed=self.seed)
+        sample = clean.sample(self.config.n_samples, seed=self.seed)
         data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
         g = make_generator(self.seed)
         c = data.x.shape[1]
         with global_rng_from(make_generator(self.seed)):  # the UNets' initial weights, a stream of their own
-            p_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
-            q_net = UNet(c, c, self.filters, self.blocks).to(dev).train()
+            p_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
+            q_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
         identity_mse = pretrain_identity(
-            p_net, q_net, data.x, self.scaled(self.pretrain_epochs), self.batch_size, self.lr, g
+            p_net, q_net, data.x, self.scaled(self.config.pretrain_epochs), self.config.batch_size, self.config.lr, g
         )
-        groups = [list(range(clean.num_classes))] if self.batched else [[t] for t in range(clean.num_classes)]
-        values: list[float] = [0.0] * clean.num_classes
-        stats: list[dict[str, float]] = [{} for _ in range(clean.num_classes)]
-        shown: dict[str, list[Tensor]] = {"transformed": [], "input_masks": [], "input_patterns": []}
-        for targets in groups:
-            best, best_stats, images = self._invert(work, data, targets, p_net, q_net, g)
-            for i, t in enumerate(targets):
-                values[t], stats[t] = best[i], best_stats[i]
-            for key, value in images.items():
-                shown[key].append(value)
-        self.figures = {key: torch.cat(v).cpu() for key, v in shown.items()}
-        low = min(range(len(values)), key=values.__getitem__)
-        flagged = values[low] < self.threshold
+        values, stats, triggers = invert_every_target(
+            clean.num_classes, self.config.batched, lambda targets: self._invert(work, data, targets, p_net, q_net, g)
+        )
+        flagged, target, score = lowest_mixed_value(values, self.config.threshold)
         details = {
             "mixed_value": values,
             "per_target": stats,
@@ -168,7 +132,7 @@ class Unicorn(BaselineDetector):
             "n_images": len(sample),
             "decision_rule": "FeatureRE mixed value (Unicorn's code has no decision step)",
         }
-        return self.verdict(flagged, low if flagged else None, -values[low], -self.threshold, start, details)
+        return self.verdict(flagged, target, score, -self.config.threshold, start, details, {"triggers": triggers})
 
     def _invert(
         self,
@@ -185,14 +149,14 @@ class Unicorn(BaselineDetector):
         fshape = tuple(data.features.shape[1:])
         t = torch.tensor(targets, device=dev)
         p_net, q_net = p_single.replicate(k), q_single.replicate(k)
-        opt_pq = torch.optim.Adam([*p_net.parameters(), *q_net.parameters()], lr=self.lr, betas=(0.5, 0.9))
+        opt_pq = torch.optim.Adam([*p_net.parameters(), *q_net.parameters()], lr=self.config.lr, betas=(0.5, 0.9))
         m_in_w = tanh_parameter((k, c, h, w), 1.0, dev)
         p_in_w = tanh_parameter((k, c, h, w), 0.0, dev)
-        opt_in = torch.optim.Adam([m_in_w, p_in_w], lr=self.mask_lr, betas=(0.5, 0.9))
+        opt_in = torch.optim.Adam([m_in_w, p_in_w], lr=self.config.mask_lr, betas=(0.5, 0.9))
         mask_w = tanh_parameter((k, *fshape), 1.0, dev)
-        opt_mask = torch.optim.Adam([mask_w], lr=self.mask_lr, betas=(0.5, 0.9))
-        mask_bound = self.mask_size * data.features[0].numel()
-        in_bound = self.input_mask_size * c * h * w
+        opt_mask = torch.optim.Adam([mask_w], lr=self.config.mask_lr, betas=(0.5, 0.9))
+        mask_bound = self.config.mask_size * data.features[0].numel()
+        in_bound = self.config.input_mask_size * c * h * w
         w_p, w_acc, w_std = (torch.ones(k, device=dev) for _ in range(3))
         best = torch.full((k,), float("inf"), device=dev)
         best_stats: list[dict[str, float]] = [{} for _ in range(k)]
@@ -222,16 +186,16 @@ class Unicorn(BaselineDetector):
 
         def shared_loss(r: dict[str, Tensor]) -> Tensor:
             return (
-                10 * (1 + w_std) * r["std"] * (r["std"] > self.std_bound)
-                + 10 * (1 + w_p) * r["ssim_loss"] * (r["ssim_loss"] > self.ssim_bound)
-                + (1 + w_acc) * r["ce"] * (r["asr"] < self.asr_bound)
+                10 * (1 + w_std) * r["std"] * (r["std"] > self.config.std_bound)
+                + 10 * (1 + w_p) * r["ssim_loss"] * (r["ssim_loss"] > self.config.ssim_bound)
+                + (1 + w_acc) * r["ce"] * (r["asr"] < self.config.asr_bound)
             )
 
-        epochs = self.scaled(self.epochs)
+        epochs = self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", epochs, quiet=self.quiet) as bar:
             for _ in range(epochs):
                 sums = torch.zeros(5, k, device=dev)
-                batches_ = data.epoch_batches(targets, self.batch_size, g)
+                batches_ = data.epoch_batches(targets, self.config.batch_size, g)
                 for idx in batches_:
                     xb = data.x[idx]
                     benign = data.benign_features(tuple(idx.shape), g)
@@ -240,7 +204,11 @@ class Unicorn(BaselineDetector):
                     z = grouped_output(p_net(grouped_input(xb)), k)
                     r = terms(xb, decode(z), masks, benign)
                     invert = (grouped_output(q_net(grouped_input(z)), k) - xb).pow(2).flatten(2).mean(2).mean(1)
-                    loss = self.dist_weight * r["dist"].clamp_min(0) + shared_loss(r) + self.invert_weight * invert
+                    loss = (
+                        self.config.dist_weight * r["dist"].clamp_min(0)
+                        + shared_loss(r)
+                        + self.config.invert_weight * invert
+                    )
                     opt_pq.zero_grad(set_to_none=True)
                     loss.sum().backward()
                     opt_pq.step()
@@ -250,11 +218,11 @@ class Unicorn(BaselineDetector):
                     # (b) the input-space mask and pattern (transforms frozen)
                     z = z.detach()
                     q_net.requires_grad_(False)
-                    for _step in range(self.inner_steps):
+                    for _step in range(self.config.inner_steps):
                         r = terms(xb, decode(z), masks, benign)
                         l1_in = unit_tanh(m_in_w).flatten(1).sum(1)
                         loss = (
-                            self.dist_weight * r["dist"] * (r["dist"] >= 0.5)
+                            self.config.dist_weight * r["dist"] * (r["dist"] >= 0.5)
                             + shared_loss(r)
                             + 10 * l1_in * (l1_in > in_bound)
                         )
@@ -264,7 +232,7 @@ class Unicorn(BaselineDetector):
                     q_net.requires_grad_(True)
                     # (c) the feature mask
                     feats = r["feats"].detach()
-                    for _step in range(self.inner_steps):
+                    for _step in range(self.config.inner_steps):
                         m = unit_tanh(mask_w)
                         logits = split.head(mix_features(m, feats, benign).flatten(0, 1)).view(k, idx.shape[1], -1)
                         ce, _ = per_target_ce(logits, t)
@@ -273,20 +241,14 @@ class Unicorn(BaselineDetector):
                         (ce + l1 * (l1 > mask_bound)).sum().backward()
                         opt_mask.step()
                 dist, asr, s_loss, std, l1 = sums / len(batches_)
-                value = mixed_value(dist, asr, s_loss, self.ssim_bound, l1, mask_bound, std, self.std_bound)
-                better = value < best
-                best = torch.where(better, value, best)
-                for i in torch.nonzero(better).flatten().tolist():
-                    best_stats[i] = {
-                        "dist": float(dist[i]),
-                        "asr": float(asr[i]),
-                        "ssim_loss": float(s_loss[i]),
-                        "std": float(std[i]),
-                        "mask_l1": float(l1[i]),
-                    }
-                w_p = F.relu(s_loss - self.ssim_bound) / self.ssim_bound
-                w_acc = F.relu(self.asr_bound - asr) / self.asr_bound
-                w_std = F.relu(std - self.std_bound) / self.std_bound
+                value = mixed_value(
+                    dist, asr, s_loss, self.config.ssim_bound, l1, mask_bound, std, self.config.std_bound
+                )
+                stats = {"dist": dist, "asr": asr, "ssim_loss": s_loss, "std": std, "mask_l1": l1}
+                best = keep_best(best, best_stats, value, stats)
+                w_p, w_acc, w_std = violation_weights(
+                    s_loss, self.config.ssim_bound, asr, self.config.asr_bound, std, self.config.std_bound
+                )
                 bar.advance(info=f"min mixed value {float(best.min()):.3f}")
         with torch.no_grad():
             p_net.eval()

@@ -27,6 +27,7 @@ from ban.errors import BanError
 from ban.evaluate import EvalReport, evaluate
 from ban.mitigations.finetune_loop import FineTuneConfig, Objective, fine_tune
 from ban.mitigations.settings import MitigationSettings
+from ban.model_fit import check_model_fits
 from ban.utils import make_generator, resolve_device, versions
 
 if TYPE_CHECKING:
@@ -58,27 +59,6 @@ def clean_subset(clean: CleanData, n: int, who: str, seed: int) -> ImageData:
     """A class-balanced sample of `n` clean images; BanError naming `who` when fewer are available."""
     clean.require(n, who)
     return clean.sample(n, seed)
-
-
-def check_model_fits(model: nn.Module, data: ImageData, device: torch.device) -> None:
-    """BanError when the model's output does not have one logit per class of `data`."""
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            out = model(data.x[:1].to(device))
-        except RuntimeError as exc:
-            raise BanError(
-                f"the model cannot take the clean images of shape {data.image_shape}: {str(exc).splitlines()[0]}; "
-                "pass the dataset the model was trained on"
-            ) from exc
-        finally:
-            model.train(was)
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise BanError(
-            f"the model outputs {tuple(out.shape[1:])} logits but the clean data has {data.num_classes} classes; "
-            "pass the dataset the model was trained on"
-        )
 
 
 class Mitigation:

@@ -3,8 +3,8 @@
 Rounds of {reverse → unlearn} (official ``btidbfu.py``):
 
 - reverse: on a copy of the current model, learn BTI-DBF's benign-feature mask, then train the UNet
-  generator G to keep benign and push backdoor features away (``ban.detectors.btidbf``: the same
-  mask, generator, pre-training and training code as the BTI-DBF detector; G is pre-trained once
+  generator G to keep benign and push backdoor features away (``ban.detectors.btidbf_generator``: the
+  same mask, generator, pre-training and training code as the BTI-DBF detector; G is pre-trained once
   to be an identity and then carried across rounds);
 - unlearn: fine-tune the model (Adam lr 1e-4, BatchNorm in train mode) on clean batches in which
   ``int(0.1·B + 1)`` random images are replaced by G(x) with their TRUE labels;
@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.clean_data import CleanData
-from ban.data.augment import Augment
-from ban.detectors.btidbf import BTIDBF, build_generator, pretrain_generator, train_generator
-from ban.detectors.feature_inversion import input_std
+from ban.detectors.btidbf import BTIDBF
+from ban.detectors.btidbf_generator import pretrain_generator, train_generator
 from ban.evaluate import predict
 from ban.mask import learn_feature_mask
 from ban.mitigations.base import Mitigation
@@ -140,19 +139,12 @@ class BTIDBFUnlearn(Mitigation):
         data, dev = self.prepare(model, clean)
         x, y = data.x.to(dev), data.y.to(dev)
         g = make_generator(self.seed)
-        inv = self.inverter
+        inv = self.inverter.inversion()  # the typed recipe, epoch counts scaled by the budget
         weights = make_generator(self.seed)  # the UNet's initial weights, a stream of their own
-        gen = build_generator(model, x.shape[1], inv.filters, inv.blocks, inv.generator, dev, weights)
-        cfg = {
-            "std": input_std(model, x.shape[1], dev),
-            "augment": Augment(4, data.flip) if inv.augment else (lambda v, _g=None: v),
-            "lr": inv.lr,
-            "batch_size": inv.batch_size,
-            "norm_bound": inv.norm_bound,
-            "feat_bound": inv.feat_bound,
-        }
+        gen = inv.build_generator(model, x.shape[1], dev, weights)
+        cfg = inv.training(model, x.shape[1], dev, data.flip)
         model.eval()
-        pretrain_generator(model, gen, x, inv.scaled(inv.pretrain_epochs), cfg, g, self.quiet)
+        pretrain_generator(model, gen, x, inv.pretrain_epochs, cfg, g, self.quiet)
         p = self.params
         rounds, config = p.scaled(p.rounds), self.unlearn_config()
         opt = torch.optim.Adam(model.parameters(), lr=p.lr)
@@ -163,7 +155,7 @@ class BTIDBFUnlearn(Mitigation):
             mask = learn_feature_mask(work, x, y, inv.mask_config(), generator=g, device=dev, quiet=self.quiet)
             work.eval()
             gen.train()
-            losses = train_generator(work, gen, mask.value(), x, inv.scaled(inv.epochs), cfg, g, self.quiet)
+            losses = train_generator(work, gen, mask.value(), x, inv.epochs, cfg, g, self.quiet)
             gen.eval()
             if r == 0:
                 with torch.no_grad():
