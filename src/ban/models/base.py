@@ -30,15 +30,31 @@ class SplitModel(nn.Module):
 
     `features` ends at the output of the last convolutional stage (before pooling);
     `head` is pooling plus the final linear layer (method.md, "Split").
+    Every architecture takes the same settings (classes, input channels, width multiplier, the
+    normalisation's mean and std); this constructor makes the normalisation layer first and then
+    calls the architecture's `build`, which makes its layers. An architecture's fixed structure
+    (block counts, VGG's configuration) is a class attribute.
     """
 
-    def __init__(self, in_channels: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        width: float = 1.0,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         mean = list(mean) if mean is not None else [0.0] * in_channels
         std = list(std) if std is not None else [1.0] * in_channels
         if len(mean) != in_channels or len(std) != in_channels:
             raise ValueError(f"normalisation has {len(mean)} channels, model expects {in_channels}")
         self.normalize = Normalize(mean, std)
+        self.build(num_classes, in_channels, width)
+
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
+        """Make the architecture's layers (after the normalisation layer)."""
+        raise NotImplementedError
 
     def features(self, x: Tensor) -> Tensor:
         raise NotImplementedError

@@ -6,7 +6,7 @@ The head holds the final BatchNorm: relu(bn(f)) → pool → linear, as in the p
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,18 +40,12 @@ class Transition(nn.Module):
 
 
 class DenseNet(SplitModel):
-    def __init__(
-        self,
-        blocks: Sequence[int] = (6, 12, 24, 16),
-        growth: int = 32,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        reduction: float = 0.5,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    blocks: ClassVar[tuple[int, ...]] = (6, 12, 24, 16)  # DenseNet121
+    growth: ClassVar[int] = 32
+    reduction: ClassVar[float] = 0.5
+
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
+        blocks, growth, reduction = self.blocks, self.growth, self.reduction
         g = max(2, int(round(growth * width)))
         planes = 2 * g
         self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)
@@ -83,4 +77,4 @@ class DenseNet(SplitModel):
 
 
 def densenet121(**kwargs: object) -> DenseNet:
-    return DenseNet((6, 12, 24, 16), 32, **kwargs)  # type: ignore[arg-type]
+    return DenseNet(**kwargs)  # type: ignore[arg-type]

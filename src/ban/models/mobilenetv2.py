@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,15 +34,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(SplitModel):
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
         c = scaled(32, width)
         self.conv1 = nn.Conv2d(in_channels, c, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c)

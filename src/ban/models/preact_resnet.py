@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,16 +30,10 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(SplitModel):
-    def __init__(
-        self,
-        num_blocks: Sequence[int] = (2, 2, 2, 2),
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    num_blocks: ClassVar[tuple[int, ...]] = (2, 2, 2, 2)  # PreActResNet18
+
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
+        num_blocks = self.num_blocks
         widths = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.in_planes = widths[0]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
@@ -67,4 +61,4 @@ class PreActResNet(SplitModel):
 
 
 def preact_resnet18(**kwargs: object) -> PreActResNet:
-    return PreActResNet((2, 2, 2, 2), **kwargs)  # type: ignore[arg-type]
+    return PreActResNet(**kwargs)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ so their plain state dicts load here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,16 +34,10 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(SplitModel):
-    def __init__(
-        self,
-        num_blocks: Sequence[int] = (2, 2, 2, 2),
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    num_blocks: ClassVar[tuple[int, ...]] = (2, 2, 2, 2)  # ResNet18
+
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
+        num_blocks = self.num_blocks
         widths = [scaled(c, width) for c in (64, 128, 256, 512)]
         self.in_planes = widths[0]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
@@ -70,4 +64,4 @@ class ResNet(SplitModel):
 
 
 def resnet18(**kwargs: object) -> ResNet:
-    return ResNet((2, 2, 2, 2), **kwargs)  # type: ignore[arg-type]
+    return ResNet(**kwargs)  # type: ignore[arg-type]

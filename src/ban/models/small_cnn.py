@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,15 +13,7 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class SmallCNN(SplitModel):
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
         c1, c2 = scaled(32, width), scaled(64, width)
         self.stage1 = nn.Sequential(*_conv_bn(in_channels, c1), *_conv_bn(c1, c1), nn.MaxPool2d(2))
         self.stage2 = nn.Sequential(*_conv_bn(c1, c2), *_conv_bn(c2, c2), nn.MaxPool2d(2))

@@ -5,7 +5,7 @@ Max-pools use ceil_mode so five halvings work at 28 px (28→14→7→4→2→1)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,16 +16,10 @@ VGG16_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 51
 
 
 class VGG(SplitModel):
-    def __init__(
-        self,
-        cfg: Sequence[int | str] = tuple(VGG16_CFG),
-        num_classes: int = 10,
-        in_channels: int = 3,
-        width: float = 1.0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__(in_channels, mean, std)
+    cfg: ClassVar[tuple[int | str, ...]] = tuple(VGG16_CFG)
+
+    def build(self, num_classes: int, in_channels: int, width: float) -> None:
+        cfg = self.cfg
         layers: list[nn.Module] = []
         c = in_channels
         for v in cfg:
@@ -46,4 +40,4 @@ class VGG(SplitModel):
 
 
 def vgg16_bn(**kwargs: object) -> VGG:
-    return VGG(tuple(VGG16_CFG), **kwargs)  # type: ignore[arg-type]
+    return VGG(**kwargs)  # type: ignore[arg-type]
