@@ -5,9 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
+
+
+def _columns() -> tuple[ProgressColumn, ...]:
+    """The columns of every ban progress bar: title, bar, done/total, elapsed, remaining, status."""
+    return (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, quiet: bool = False) -> Iterator[T]:
@@ -17,15 +37,7 @@ def track(items: Iterable[T], description: str, total: int | None = None, quiet:
         return
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*_columns(), transient=False) as progress:
         task = progress.add_task(description, total=total, info="")
         for item in items:
             yield item
@@ -39,14 +51,7 @@ class Bar:
         self.quiet = quiet
         self._progress: Progress | None = None
         if not quiet:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-            )
+            self._progress = Progress(*_columns())
             self._progress.start()
             self._task = self._progress.add_task(description, total=total, info="")
 
