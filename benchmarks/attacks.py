@@ -11,7 +11,7 @@ epochs and parameters for this budget are in SETTINGS (the attacks' defaults are
 where this budget needs another value the table's `settings` column says so). A clean model is
 trained once per distinct recipe (epochs), so "clean BA" is always the same recipe's.
 Goal: ASR ≥ 0.90 (SSDT: on the victim class; non-victim accuracy reported too) with BA within
-3 points of the clean model.
+2 points of the clean model (a model read from --cache reports its original training time).
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ATTACK:KEY=VALUE",
         help="extra attack parameter, e.g. -p bpp:squeeze_num=4 (repeatable)",
     )
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="reuse models of the same recipe from this folder (NAME-KEY.safetensors), train and add the others; "
+        "not with --save-dir",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--json", default=None, help="also write the rows as JSON here")
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
         raise SystemExit(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
+    if args.cache and args.save_dir:
+        raise SystemExit("--cache and --save-dir: choose one (a cache folder keeps every model too)")
     extra = extra_params(args.param)
     base = Recipe(
         arch=args.arch,
@@ -123,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     def fit(recipe: Recipe, name: str) -> tuple[Checkpoint, dict[str, Any]]:
         """Train `recipe` (also written to --save-dir/NAME.safetensors when given); checkpoint, training report."""
         path = os.path.join(args.save_dir, f"{name}.safetensors") if args.save_dir else None
-        ckpt = train_checkpoint(recipe, path, data=(train, test), device=args.device, meta={"epochs": recipe.epochs})
+        ckpt = train_checkpoint(
+            recipe,
+            path,
+            cache_dir=args.cache,
+            name=name,
+            data=(train, test),
+            device=args.device,
+            meta={"epochs": recipe.epochs},
+        )
         return ckpt, ckpt.meta["train"]
 
     clean: dict[int, float] = {}
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         delta = r["ba"] - r["clean_ba"]
-        ok = r["asr"] >= 0.9 and delta >= -0.03
+        ok = r["asr"] >= 0.9 and delta >= -0.02
         nvt = f"{r['nvt_accuracy']:.4f}" if r["nvt_accuracy"] is not None else "–"
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         print(
