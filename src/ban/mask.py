@@ -168,8 +168,10 @@ def learn_feature_mask(
     generator: torch.Generator | None = None,
     device: str | torch.device = "auto",
     quiet: bool = True,
+    stop: Callable[[], bool] | None = None,
 ) -> MaskResult:
-    """Learn a feature mask on clean images `x` (N×C×H×W in [0,1]) with labels `y` (N,)."""
+    """Learn a feature mask on clean images `x` (N×C×H×W in [0,1]) with labels `y` (N,); `stop()`,
+    checked before every epoch, ends the learning early (a time allowance)."""
     cfg = cfg or MaskConfig()
     if len(x) == 0:
         raise BanError("mask learning needs at least one clean image")
@@ -189,6 +191,8 @@ def learn_feature_mask(
     history: list[dict[str, float]] = []
     try:
         for _epoch in track(range(cfg.epochs), "feature mask", quiet=quiet):
+            if stop is not None and stop():
+                break
             sums = {"loss": 0.0, "ce_benign": 0.0, "ce_negative": 0.0}
             idxs = _batch_indices(len(x), cfg, g)
             for idx in idxs:

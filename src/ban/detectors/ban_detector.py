@@ -115,6 +115,11 @@ class BANSettings(DetectorSettings):
     quantile: float = 0.5
 
     def validate(self) -> None:
+        if self.time_limit is not None:
+            raise BanError(
+                "BAN runs its fixed budget (the reference of the equal-time comparison); "
+                "time_limit applies to the baseline detectors"
+            )
         if self.preset not in PRESETS:
             raise BanError(f"unknown BAN preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
         if self.statistic not in STATISTICS:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ban.clean_data import CleanData
+from ban.deadline import Deadline
 from ban.errors import BanError
 from ban.model_fit import check_model_fits
 from ban.utils import atomic_write_text, resolve_device, versions
@@ -108,6 +109,9 @@ class DetectorSettings:
     aliases: ClassVar[dict[str, str]] = {"clean_samples": "n_samples"}
 
     budget: float = 1.0
+    #: wall-clock seconds a detection may take (None: no limit); a run that reaches it stops its
+    #: search and decides from what it has, and the verdict records that it was cut
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -116,6 +120,10 @@ class DetectorSettings:
                 object.__setattr__(self, f.name, type(default)(value))
         if not self.budget > 0 or not math.isfinite(self.budget):
             raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
+        if self.time_limit is not None:
+            object.__setattr__(self, "time_limit", float(self.time_limit))
+            if not self.time_limit > 0 or not math.isfinite(self.time_limit):
+                raise BanError(f"time_limit is a positive number of seconds per model, got {self.time_limit}")
         self.validate()
 
     def validate(self) -> None:
@@ -126,8 +134,11 @@ class DetectorSettings:
         return max(1, int(round(count * self.budget)))
 
     def record(self) -> dict[str, Any]:
-        """What the verdict records: every setting, the budgeted counts as scaled."""
-        return {**asdict(self), **{k: self.scaled(getattr(self, k)) for k in self.budgeted}}
+        """The method's settings as the verdict records them, the budgeted counts as scaled
+        (`Detector.settings` adds the time limit when one is set)."""
+        recorded = {**asdict(self), **{k: self.scaled(getattr(self, k)) for k in self.budgeted}}
+        del recorded["time_limit"]
+        return recorded
 
     @classmethod
     def build(cls, who: str, values: dict[str, Any]) -> DetectorSettings:
@@ -159,6 +170,7 @@ class Detector:
         self.device = device
         self.quiet = quiet
         self.config = self.Settings.build(f"detector '{self.name}'", settings)
+        self.deadline = Deadline(None)
 
     @property
     def budget(self) -> float:
@@ -170,7 +182,10 @@ class Detector:
 
     def settings(self) -> dict[str, Any]:
         """Every setting that shapes the verdict (recorded in it)."""
-        return self.config.record()
+        recorded = self.config.record()
+        if self.config.time_limit is not None:
+            recorded["time_limit"] = self.config.time_limit
+        return recorded
 
     def prepare(self, model: nn.Module, clean: CleanData, frozen_copy: bool = True) -> tuple[nn.Module, torch.device]:
         """Check the inputs and that the model fits the data; return the model to work on and the device.
@@ -178,6 +193,7 @@ class Detector:
         frozen_copy: a frozen eval-mode copy of `model` on the device (the caller's model untouched);
         otherwise `model` itself, moved to the device (a detector that restores what it changes).
         """
+        self.deadline = Deadline(self.config.time_limit)  # the allowance runs from here
         check_inputs(model, clean, f"detector '{self.name}'")
         if len(clean) == 0:
             raise BanError(f"detector '{self.name}' needs at least one clean image, got none")
@@ -208,7 +224,7 @@ class Detector:
             seconds=time.perf_counter() - start,
             seed=self.seed,
             settings=self.settings(),
-            details=details,
+            details=details if self.config.time_limit is None else {**details, "cut_by_time_limit": self.deadline.cut},
             artifacts=artifacts or {},
         )
 

@@ -109,14 +109,15 @@ class BTIDBF(Detector):
         data = clean.sample(s.n_samples, seed=self.seed)
         x, y = data.x.to(dev), data.y.to(dev)
         g = make_generator(self.seed)
-        mask = learn_feature_mask(work, x, y, inv.mask_config(), generator=g, device=dev, quiet=self.quiet)
+        stop = self.deadline.expired
+        mask = learn_feature_mask(work, x, y, inv.mask_config(), generator=g, device=dev, quiet=self.quiet, stop=stop)
         work.eval()
         m = mask.value()
         weights = make_generator(self.seed)  # the UNet's initial weights, a stream of their own
         gen = inv.build_generator(work, x.shape[1], dev, weights)
         cfg = inv.training(work, x.shape[1], dev, data.flip)
-        pretrain_generator(work, gen, x, inv.pretrain_epochs, cfg, g, self.quiet)
-        losses = train_generator(work, gen, m, x, inv.epochs, cfg, g, self.quiet)
+        pretrain_generator(work, gen, x, inv.pretrain_epochs, cfg, g, self.quiet, stop)
+        losses = train_generator(work, gen, m, x, inv.epochs, cfg, g, self.quiet, stop)
         gen.eval()
         with torch.no_grad():
             # evaluate.get_target_label: G(x + 0.03·N(0, 1)) over the (augmented) clean loader, normalised units

@@ -187,6 +187,7 @@ def pretrain_generator(
     cfg: GeneratorTraining,
     g: torch.Generator,
     quiet: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """Make G an identity that keeps the model's predictions and features (BTI-DBF's pretrain.py).
 
@@ -199,6 +200,8 @@ def pretrain_generator(
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     with Bar("btidbf generator pretrain", epochs, quiet=quiet) as bar:
         for _ in range(epochs):
+            if stop is not None and stop():
+                break
             for xb in _augmented_batches(x, cfg, g):
                 with torch.no_grad():
                     f_x = split.features(xb)
@@ -223,6 +226,7 @@ def train_generator(
     cfg: GeneratorTraining,
     g: torch.Generator,
     quiet: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Train G to keep benign features (m⊙g) and push backdoor features ((1−m)⊙g) away; returns last losses.
 
@@ -234,6 +238,8 @@ def train_generator(
     last: dict[str, float] = {}
     with Bar("btidbf generator", epochs, quiet=quiet) as bar:
         for _ in range(epochs):
+            if stop is not None and stop():
+                break
             for xb in _augmented_batches(x, cfg, g):
                 with torch.no_grad():
                     f_x = split.features(xb)

@@ -125,6 +125,8 @@ class FeatureRE(Detector):
         warmup, epochs = self.scaled(self.config.warmup_epochs), self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", warmup + epochs, quiet=self.quiet) as bar:
             for _ in range(warmup):
+                if self.deadline.expired():
+                    break
                 for idx in data.epoch_batches(targets, self.config.batch_size, g):
                     _, xa, p = transform(idx)
                     logits = model(xa.flatten(0, 1)).view(k, idx.shape[1], -1)
@@ -135,6 +137,8 @@ class FeatureRE(Detector):
                     opt_net.step()
                 bar.advance()
             for _ in range(epochs):
+                if self.deadline.expired():
+                    break
                 sums = torch.zeros(5, k, device=dev)
                 batches_ = data.epoch_batches(targets, self.config.batch_size, g)
                 for idx in batches_:

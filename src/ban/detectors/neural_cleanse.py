@@ -93,6 +93,7 @@ class NeuralCleanse(Detector):
             self.extra_loss(),
             batched=s.batched,
             quiet=self.quiet,
+            out_of_time=self.deadline.expired,
             description=self.name,
         )
         triggers = {"masks": result.masks, "patterns": result.patterns, "triggers": result.masks * result.patterns}

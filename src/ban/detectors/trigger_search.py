@@ -143,8 +143,9 @@ def search_triggers(
     extra_loss: ExtraLoss | None = None,
     quiet: bool = True,
     description: str = "trigger search",
+    out_of_time: Callable[[], bool] | None = None,
 ) -> SearchResult:
-    """Optimise a mask and pattern for every target in `targets` at once.
+    """Optimise a mask and pattern for every target in `targets` at once (until `out_of_time()`, checked per epoch).
 
     model: frozen classifier in eval mode; x: clean images (N×C×H×W in [0, 1], on the model's device);
     y: their labels (N,), used only by loss terms that need them (Tabor's blocking term).
@@ -165,6 +166,8 @@ def search_triggers(
     last_acc = np.zeros(k)
     with Bar(description, cfg.epochs, quiet=quiet) as bar:
         for _epoch in range(cfg.epochs):
+            if out_of_time is not None and out_of_time():
+                break
             live = torch.from_numpy(np.nonzero(active)[0]).to(dev)
             cost = torch.from_numpy(schedule.cost).float().to(dev)[live]
             perm = torch.randperm(len(x), generator=generator).to(dev)
@@ -230,13 +233,14 @@ def search_each(
     batched: bool = True,
     quiet: bool = True,
     description: str = "trigger search",
+    out_of_time: Callable[[], bool] | None = None,
 ) -> SearchResult:
     """Search every class 0..K−1: in one batched run (`batched`), or one run per class (a Python loop)."""
     classes = list(range(num_classes))
     if batched:
-        return search_triggers(model, x, y, classes, cfg, generator, extra_loss, quiet, description)
+        return search_triggers(model, x, y, classes, cfg, generator, extra_loss, quiet, description, out_of_time)
     parts = [
-        search_triggers(model, x, y, [t], cfg, generator, extra_loss, quiet, f"{description} class {t}")
+        search_triggers(model, x, y, [t], cfg, generator, extra_loss, quiet, f"{description} class {t}", out_of_time)
         for t in classes
     ]
     return SearchResult(

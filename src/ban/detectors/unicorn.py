@@ -18,6 +18,7 @@ targets < `threshold` (−0.75); target = argmin; score = −min. All K targets 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,12 +50,21 @@ from ban.utils import batches, global_rng_from, make_generator
 
 
 def pretrain_identity(
-    p: UNet, q: UNet, x: Tensor, epochs: int, batch_size: int, lr: float, g: torch.Generator
+    p: UNet,
+    q: UNet,
+    x: Tensor,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    g: torch.Generator,
+    stop: Callable[[], bool] | None = None,
 ) -> float:
-    """Train Q∘P to reproduce x (MSE); returns the last epoch's mean loss."""
+    """Train Q∘P to reproduce x (MSE), until `stop()` (checked per epoch); returns the last epoch's mean loss."""
     opt = torch.optim.Adam([*p.parameters(), *q.parameters()], lr=lr, betas=(0.5, 0.9))
     loss_sum = 0.0
     for _ in range(epochs):
+        if stop is not None and stop():
+            break
         perm = torch.randperm(len(x), generator=g).to(x.device)
         loss_sum, n = 0.0, 0
         for sl in batches(len(x), batch_size):
@@ -119,7 +129,14 @@ class Unicorn(Detector):
             p_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
             q_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
         identity_mse = pretrain_identity(
-            p_net, q_net, data.x, self.scaled(self.config.pretrain_epochs), self.config.batch_size, self.config.lr, g
+            p_net,
+            q_net,
+            data.x,
+            self.scaled(self.config.pretrain_epochs),
+            self.config.batch_size,
+            self.config.lr,
+            g,
+            self.deadline.expired,
         )
         values, stats, triggers = invert_every_target(
             clean.num_classes, self.config.batched, lambda targets: self._invert(work, data, targets, p_net, q_net, g)
@@ -194,6 +211,8 @@ class Unicorn(Detector):
         epochs = self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", epochs, quiet=self.quiet) as bar:
             for _ in range(epochs):
+                if self.deadline.expired():
+                    break
                 sums = torch.zeros(5, k, device=dev)
                 batches_ = data.epoch_batches(targets, self.config.batch_size, g)
                 for idx in batches_:
