@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,29 @@ def defender_data(folder: Path) -> CleanData:
     d = spec.data
     train = load_dataset(d.dataset, "train", d.data_dir)
     return CleanData.from_images(defender_split(train, d.defender_fraction, d.split_seed)[1])
+
+
+def scan(folder: Path, out: Path, key: str, measure: Callable[[torch.nn.Module], Any]) -> None:
+    """For every model of the bench folder not yet in `out`, append one JSON line: the model's ground
+    truth (read here, by the evaluator) and `measure(model)` under `key`."""
+    done = {json.loads(line)["model"] for line in out.read_text().splitlines()} if out.exists() else set()
+    for path in sorted((folder / "models").glob("*.safetensors")):
+        if path.stem in done:
+            continue
+        ckpt = load_model(path)
+        attack = ckpt.meta.get("attack") or {}
+        t = time.perf_counter()
+        row = {
+            "model": path.stem,
+            "attack": attack.get("name"),
+            "target": (attack.get("params") or {}).get("target"),
+            "asr": ckpt.meta.get("asr"),
+            key: measure(ckpt.model.eval()),
+        }
+        row["seconds"] = time.perf_counter() - t
+        with out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"{path.stem}: {row['seconds']:.0f} s", flush=True)
 
 
 def curve(model: torch.nn.Module, clean: CleanData, steps: int, init_seed: int) -> list[list[Any]]:
@@ -109,26 +133,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     clean = defender_data(args.folder)
-    done = {json.loads(line)["model"] for line in args.out.read_text().splitlines()} if args.out.exists() else set()
-    for path in sorted((args.folder / "models").glob("*.safetensors")):
-        if path.stem in done:
-            continue
-        ckpt = load_model(path)
-        model = ckpt.model.eval()
-        attack = ckpt.meta.get("attack") or {}
-        t = time.perf_counter()
-        curves = [curve(model, clean, args.steps, i) for i in range(args.inits)]
-        row = {
-            "model": path.stem,
-            "attack": attack.get("name"),
-            "target": (attack.get("params") or {}).get("target"),
-            "asr": ckpt.meta.get("asr"),
-            "curves": curves,
-            "seconds": time.perf_counter() - t,
-        }
-        with args.out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        print(f"{path.stem}: {row['seconds']:.0f} s", flush=True)
+    scan(args.folder, args.out, "curves", lambda model: [curve(model, clean, args.steps, i) for i in range(args.inits)])
     summary(args.out)
 
 

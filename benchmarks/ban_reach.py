@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ban_collapse import defender_data  # noqa: E402
+from ban_collapse import defender_data, scan  # noqa: E402
 
-from ban.checkpoint import load_model  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
 from ban.mask import compute_features  # noqa: E402
 from ban.models import get_split  # noqa: E402
@@ -98,23 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steps = [int(s) for s in args.steps.split(",")]
     clean = defender_data(args.folder)
-    done = {json.loads(line)["model"] for line in args.out.read_text().splitlines()} if args.out.exists() else set()
-    for path in sorted((args.folder / "models").glob("*.safetensors")):
-        if path.stem in done:
-            continue
-        ckpt = load_model(path)
-        attack = ckpt.meta.get("attack") or {}
-        t = time.perf_counter()
-        row = {
-            "model": path.stem,
-            "target": (attack.get("params") or {}).get("target"),
-            "asr": ckpt.meta.get("asr"),
-            "reach": reach(ckpt.model.eval(), clean, steps),
-            "seconds": time.perf_counter() - t,
-        }
-        with args.out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        print(f"{path.stem}: {row['seconds']:.0f} s", flush=True)
+    scan(args.folder, args.out, "reach", lambda model: reach(model, clean, steps))
     summary(args.out)
 
 
