@@ -52,10 +52,10 @@ def test_deadline() -> None:
 
 def test_nc_stops_at_its_allowance_and_says_so(zoo, clean) -> None:
     model = zoo.get("badnets").model
-    settings = {"n_samples": 100, "batch_size": 32, "epochs": 40}
+    settings = {"n_samples": 64, "batch_size": 32, "epochs": 12}
     full = create_detector("nc", seed=0, device="cpu", **settings).detect(model, clean)
     assert "cut_by_time_limit" not in full.details and "time_limit" not in full.settings
-    limit = full.seconds / 8
+    limit = full.seconds / 4
     cut = create_detector("nc", seed=0, device="cpu", time_limit=limit, **settings).detect(model, clean)
     assert cut.details["cut_by_time_limit"] is True
     assert cut.settings["time_limit"] == pytest.approx(limit)
@@ -66,7 +66,7 @@ def test_nc_stops_at_its_allowance_and_says_so(zoo, clean) -> None:
 
 def test_an_allowance_never_reached_changes_nothing(zoo, clean) -> None:
     model = zoo.get("badnets").model
-    settings = {"n_samples": 100, "batch_size": 32, "epochs": 3}
+    settings = {"n_samples": 64, "batch_size": 32, "epochs": 2}
     plain = create_detector("nc", seed=0, device="cpu", **settings).detect(model, clean)
     roomy = create_detector("nc", seed=0, device="cpu", time_limit=3600, **settings).detect(model, clean)
     assert roomy.details.pop("cut_by_time_limit") is False
