@@ -179,6 +179,15 @@ def _augmented_batches(x: Tensor, cfg: GeneratorTraining, g: torch.Generator) ->
         yield cfg.augment(x[perm[sl]], g)
 
 
+def _epochs(title: str, epochs: int, quiet: bool, stop: Callable[[], bool] | None) -> Iterator[Bar]:
+    """The progress bar, once per epoch, for `epochs` epochs or until `stop()` (checked before each)."""
+    with Bar(title, epochs, quiet=quiet) as bar:
+        for _ in range(epochs):
+            if stop is not None and stop():
+                return
+            yield bar
+
+
 def pretrain_generator(
     model: nn.Module,
     gen: nn.Module,
@@ -198,23 +207,20 @@ def pretrain_generator(
     """
     split, std = get_split(model), cfg.std
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
-    with Bar("btidbf generator pretrain", epochs, quiet=quiet) as bar:
-        for _ in range(epochs):
-            if stop is not None and stop():
-                break
-            for xb in _augmented_batches(x, cfg, g):
-                with torch.no_grad():
-                    f_x = split.features(xb)
-                    p_x = F.softmax(split.head(f_x), 1)
-                xg = gen(xb)
-                f_g = split.features(xg)
-                near = _mse(xb / std, xg / std)
-                weight = 100.0 if float(near.detach()) > 0.1 else 0.01
-                loss = F.cross_entropy(p_x, F.softmax(split.head(f_g), 1)) + _mse(f_x, f_g) + weight * near
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            bar.advance()
+    for bar in _epochs("btidbf generator pretrain", epochs, quiet, stop):
+        for xb in _augmented_batches(x, cfg, g):
+            with torch.no_grad():
+                f_x = split.features(xb)
+                p_x = F.softmax(split.head(f_x), 1)
+            xg = gen(xb)
+            f_g = split.features(xg)
+            near = _mse(xb / std, xg / std)
+            weight = 100.0 if float(near.detach()) > 0.1 else 0.01
+            loss = F.cross_entropy(p_x, F.softmax(split.head(f_g), 1)) + _mse(f_x, f_g) + weight * near
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        bar.advance()
 
 
 def train_generator(
@@ -236,29 +242,26 @@ def train_generator(
     split, std = get_split(model), cfg.std
     opt = torch.optim.Adam(gen.parameters(), lr=cfg.lr)
     last: dict[str, float] = {}
-    with Bar("btidbf generator", epochs, quiet=quiet) as bar:
-        for _ in range(epochs):
-            if stop is not None and stop():
-                break
-            for xb in _augmented_batches(x, cfg, g):
-                with torch.no_grad():
-                    f_x = split.features(xb)
-                xg = gen(xb)
-                f_g = split.features(xg)
-                benign = _mse(mask * f_x, mask * f_g)
-                backdoor = _mse((1 - mask) * f_x, (1 - mask) * f_g)
-                near = _mse(xb / std, xg / std)
-                if float(near.detach()) > cfg.norm_bound or float(benign.detach()) > cfg.feat_bound:
-                    loss = near
-                else:
-                    loss = -backdoor + 0.01 * benign
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                last = {
-                    "input_mse": float(near.detach()),
-                    "benign_mse": float(benign.detach()),
-                    "backdoor_mse": float(backdoor.detach()),
-                }
-            bar.advance(info=f"backdoor mse {last['backdoor_mse']:.3f}")
+    for bar in _epochs("btidbf generator", epochs, quiet, stop):
+        for xb in _augmented_batches(x, cfg, g):
+            with torch.no_grad():
+                f_x = split.features(xb)
+            xg = gen(xb)
+            f_g = split.features(xg)
+            benign = _mse(mask * f_x, mask * f_g)
+            backdoor = _mse((1 - mask) * f_x, (1 - mask) * f_g)
+            near = _mse(xb / std, xg / std)
+            if float(near.detach()) > cfg.norm_bound or float(benign.detach()) > cfg.feat_bound:
+                loss = near
+            else:
+                loss = -backdoor + 0.01 * benign
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            last = {
+                "input_mse": float(near.detach()),
+                "benign_mse": float(benign.detach()),
+                "backdoor_mse": float(backdoor.detach()),
+            }
+        bar.advance(info=f"backdoor mse {last['backdoor_mse']:.3f}")
     return last
