@@ -12,21 +12,18 @@ for this torch build (the Makefile pins it) and the zoo model trained by tests/z
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
 
 from ban.clean_data import CleanData
 from ban.data import balanced_sample
 from ban.detectors import DETECTORS, Verdict, create_detector
 from ban.errors import BanError
+from regression import numbers_checksum, one_thread
 
 CLEAN = 300  # defender images: BAN needs 10 per class
 
@@ -330,33 +327,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one CPU thread for the block (training a zoo model sets its own thread count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clean(zoo: Any) -> CleanData:
     return CleanData.from_images(balanced_sample(zoo.defender, CLEAN, seed=1))
-
-
-def numbers_checksum(value: Any) -> float:
-    """Σ|x| over every number (and tensor element) in a nested structure of dicts and lists."""
-    if isinstance(value, dict):
-        return math.fsum(numbers_checksum(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return math.fsum(numbers_checksum(v) for v in value)
-    if isinstance(value, Tensor):
-        return float(value.double().abs().sum())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return abs(float(value))
-    return 0.0
 
 
 def figure_tensors(verdict: Verdict) -> dict[str, Any]:

@@ -13,10 +13,8 @@ untouched).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from ban.clean_data import CleanData
 from ban.data import ImageData, balanced_sample
 from ban.mitigations import MITIGATIONS, create_mitigation
 from ban.mitigations.base import MitigationReport
+from regression import numbers_checksum, one_thread
 
 CLEAN = 500  # defender images, as tests/test_mitigations.py
 TEST = 500  # test images for BA and ASR (a subset keeps the evaluation cheap)
@@ -310,17 +309,6 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one CPU thread for the block (training a zoo model sets its own thread count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clean(zoo: Any) -> CleanData:
     return CleanData.from_images(balanced_sample(zoo.defender, CLEAN, seed=1))
@@ -334,17 +322,6 @@ def test_set(zoo: Any) -> ImageData:
 def weight_checksum(model: nn.Module) -> float:
     """Σ|w| over every floating-point tensor of the state dict (weights and BatchNorm statistics), in float64."""
     return math.fsum(float(t.double().abs().sum()) for t in model.state_dict().values() if t.is_floating_point())
-
-
-def numbers_checksum(value: Any) -> float:
-    """Σ|x| over every number in a nested structure of dicts and lists (loss histories, mask quantiles...)."""
-    if isinstance(value, dict):
-        return math.fsum(numbers_checksum(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return math.fsum(numbers_checksum(v) for v in value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return abs(float(value))
-    return 0.0
 
 
 _RUNS: dict[str, tuple[nn.Module, MitigationReport]] = {}
