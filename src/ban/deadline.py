@@ -23,6 +23,3 @@ class Deadline:
         if self.seconds is not None and not self.cut and time.perf_counter() - self.start >= self.seconds:
             self.cut = True
         return self.cut
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
