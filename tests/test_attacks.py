@@ -242,7 +242,12 @@ def test_ssdt_batch_only_victims_go_to_the_target() -> None:
     nv = int(victims.sum())
     assert len(labels) == 64 and float(div.detach()) > 0
     assert (labels[:nv] == 0).all()
-    assert torch.allclose(inputs[:nv], attack.stamp(x[victims], x[victims])[0])
+    # G sees the victims and the cross sources in one batch (its BatchNorm statistics are a mixed
+    # batch's, as at test time), not the victims alone
+    partner = x[partner_index(64, x.device)][nv : 2 * nv]
+    joint = attack.stamp(torch.cat([x[victims], x[nv : 2 * nv]]), torch.cat([x[victims], partner]))[0]
+    assert torch.allclose(inputs[: 2 * nv], joint)
+    assert not torch.allclose(inputs[:nv], attack.stamp(x[victims], x[victims])[0])
     # TED's batch: then cross samples (another image's trigger) and the clean rest, all with their own labels
     assert torch.equal(labels[nv:], y[nv:])
     assert torch.allclose(inputs[nv:][nv:], x[2 * nv :])
