@@ -25,12 +25,12 @@ from typing import Any
 import torch
 
 from ban.bench.store import load_bench_spec
+from ban.blocks.mask import FeatureMask, compute_features, mask_objective
 from ban.checkpoint import load_model
 from ban.clean_data import CleanData
 from ban.data.registry import load_dataset
 from ban.data.split import defender_split
 from ban.detectors.ban_detector import per_class_scores, pooled_scores
-from ban.mask import FeatureMask, compute_features, mask_objective
 from ban.models import get_split
 
 

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ban_collapse import defender_data, scan  # noqa: E402
 
+from ban.blocks.mask import compute_features  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
-from ban.mask import compute_features  # noqa: E402
 from ban.models import get_split  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import torch
 from ban.clean_data import CleanData
 from ban.detectors import Verdict, create_detector
 from ban.errors import BanError
-from ban.figures import detection_figures, verdict_features
+from ban.figures.detection import detection_figures, verdict_features
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
+from ban.blocks.unet import UNet, grouped_input, grouped_output
 from ban.clean_data import CleanData
 from ban.detectors import DETECTORS, Verdict, create_detector
-from ban.detectors.figures import save_trigger_figures
 from ban.detectors.histogram import majority_rule
 from ban.detectors.outlier import mad_anomaly_index, small_norm_outliers
-from ban.detectors.unet import UNet, grouped_input, grouped_output
 from ban.errors import BanError
+from ban.figures.triggers import save_trigger_figures
 
 BASELINES = ("nc", "tabor", "featurere", "unicorn", "btidbf", "btidbf-star")
 

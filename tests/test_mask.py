@@ -1,12 +1,12 @@
-"""The feature mask (ban.mask) on a real small model: range, shape, caching, no side effects."""
+"""The feature mask (ban.blocks.mask) on a real small model: range, shape, caching, no side effects."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ban.blocks.mask import FeatureMask, MaskConfig, learn_feature_mask, mask_objective
 from ban.errors import BanError
-from ban.mask import FeatureMask, MaskConfig, learn_feature_mask, mask_objective
 from ban.models import get_split
 
 

@@ -1,4 +1,4 @@
-"""Adversarial neuron noise (ban.noise): exactness of the hooks, clean switch-off, PGD."""
+"""Adversarial neuron noise (ban.blocks.noise): exactness of the hooks, clean switch-off, PGD."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ban.blocks.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
 from ban.errors import BanError
-from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise
 
 
 def _bn_net() -> nn.Module:
@@ -119,7 +119,7 @@ def test_recalibrated_statistics_are_the_noisy_networks_own() -> None:
     """After recalibration the eval-mode BatchNorm statistics are the exact average of the batch statistics
     of the network as it is (noise on), the mode and momentum are restored, and a clean network's
     statistics differ from the noisy one's."""
-    from ban.noise import recalibrate_running_stats
+    from ban.blocks.noise import recalibrate_running_stats
 
     torch.manual_seed(3)
     net = nn.Sequential(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ban.detectors.unet import UNet
+from ban.blocks.unet import UNet
 from ban.utils import global_rng_from, make_generator
 
 

@@ -22,7 +22,6 @@ from ban.bench.metrics import (
     tpr_at_fpr,
 )
 from ban.bench.plan import CLEAN
-from ban.bench.plots import heatmap_figure, roc_figure
 from ban.bench.results import BenchResults, load_results
 from ban.bench.store import load_bench_spec
 from ban.bench.table import Table
@@ -299,6 +298,8 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
     written = WrittenReport(folder / "report.md")
     counted = ImplantGate.of(res).counted(res)  # the figures count what the detection tables count
     by_det = {d: _by(counted.detections, method=d) for d in _detectors(res)}
+    from ban.figures.bench import heatmap_figure, roc_figure  # figures sit above bench; they read its metrics
+
     figures = [
         roc_figure(by_det, folder / "roc.png"),
         heatmap_figure(by_det, _groups(res), CLEAN, folder / "heatmap.png"),

@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from ban.attacks import ATTACKS, create_attack
-from ban.attacks.preview import pick_images, prepare_preview, save_preview, trigger_row
 from ban.checkpoint import load_model
 from ban.commands.common import DataDirOpt, SeedOpt, check_output_file, console, maybe_subset, parse_params
 from ban.data import load_dataset
 from ban.errors import BanError
+from ban.figures.preview import pick_images, prepare_preview, save_preview, trigger_row
 
 attack_app = typer.Typer(help="Look at the attacks' triggers.", no_args_is_help=True)
 

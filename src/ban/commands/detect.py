@@ -150,7 +150,7 @@ def detect(
         loaded.append((ckpt, clean))
         print_verdict(path.name, verdict)
         if figures is not None:
-            from ban.figures import detection_figures
+            from ban.figures.detection import detection_figures
 
             for fig in detection_figures(det, verdict, ckpt.model, clean, figures / path.stem, seed=seed):
                 console.print(f"  figure: {fig}")
@@ -167,7 +167,7 @@ def detect(
             )
         console.print(table)
     if figures is not None and len(loaded) == 2:
-        from ban.figures import carries_noise, tsne_figure
+        from ban.figures.detection import carries_noise, tsne_figure
 
         models, names, found = [c.model for c, _ in loaded], [n for n, _ in verdicts], [v for _, v in verdicts]
         if all(carries_noise(v) for v in found):  # BAN's verdicts carry the noise the t-SNE applies

@@ -1,9 +1,9 @@
 """BAN (NeurIPS 2024): detect a backdoor by adversarial neuron noise and a feature mask.
 
-1. Learn a feature mask m on a few clean images (``ban.mask``; BAN's L1-regularised objective).
+1. Learn a feature mask m on a few clean images (``ban.blocks.mask``; BAN's L1-regularised objective).
    An epoch is ``batches_per_epoch`` batches drawn with replacement, as in the official code
    (20 epochs x 20 batches = 400 steps); ``batches_per_epoch=0`` makes an epoch one pass instead.
-2. Find adversarial neuron noise δ, ξ that maximises the clean loss (``ban.noise``).
+2. Find adversarial neuron noise δ, ξ that maximises the clean loss (``ban.blocks.noise``).
 3. With the noise on, predict held-out clean images from (1 − m) ⊙ features ("negative-mask"
    statistic, the paper's) and from the plain features ("no-mask"). Both, and the (1 − m)
    predictions without noise, are recorded as confusion matrices (rows: true class).
@@ -48,12 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.mask import MaskConfig, learn_feature_mask
+from ban.blocks.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise, recalibrate_running_stats
 from ban.clean_data import CleanData
 from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.errors import BanError
-from ban.mask import MaskConfig, learn_feature_mask
 from ban.models import get_split
-from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise, recalibrate_running_stats
 from ban.progress import track
 from ban.utils import batches, eval_mode, make_generator
 

@@ -1,7 +1,7 @@
 """BTI-DBF (Xu et al., ICLR 2024) and BTI-DBF*: one-shot trigger inversion by decoupling benign features.
 
 1. A feature mask m splits g(x) into benign (m⊙g) and backdoor-relevant ((1−m)⊙g) features
-   (`ban.mask`; BTI-DBF: tanh mask, no sparsity term, BatchNorm in train mode, 20 epochs).
+   (`ban.blocks.mask`; BTI-DBF: tanh mask, no sparsity term, BatchNorm in train mode, 20 epochs).
 2. A UNet generator G — as in the code, a UNet with a linear output from normalised image to
    normalised image (`NormalisedGenerator`; no sigmoid, no clamp) — first trained to be an identity
    that keeps predictions (50 epochs), is trained for 30 epochs to keep the benign features and
@@ -16,7 +16,7 @@
 BTI-DBF*: the BAN paper's improved BTI-DBF (its Section 3.4), whose exact definition we could not
 read. Our reading (method.md): BTI-DBF whose mask is learned with BAN's objective (clamped mask,
 U(0,1) init, + λ·‖m‖₁/stopgrad(‖m‖₁), λ = 0.75). `mask_objective` switches between the two.
-The mask, the generator and its training live in ``ban.detectors.btidbf_generator`` (BTI-DBF(U)
+The mask, the generator and its training live in ``ban.blocks.btidbf_generator`` (BTI-DBF(U)
 runs the same code).
 """
 
@@ -29,18 +29,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ban.clean_data import CleanData
-from ban.detectors.base import Detector, DetectorSettings, Verdict
-from ban.detectors.btidbf_generator import (
+from ban.blocks.btidbf_generator import (
     InversionSettings,
     check_generator_output,
     check_mask_objective,
     pretrain_generator,
     train_generator,
 )
+from ban.blocks.mask import learn_feature_mask
+from ban.clean_data import CleanData
+from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.detectors.histogram import majority_rule
 from ban.evaluate import predict
-from ban.mask import learn_feature_mask
 from ban.utils import batches, make_generator
 
 

@@ -14,59 +14,47 @@ tensor; each target sees its own batch of images of the other classes (exactly K
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ban.clean_data import CleanData
-from ban.detectors.base import Detector, DetectorSettings, Verdict
-from ban.detectors.feature_inversion import (
+from ban.blocks.feature_inversion import (
     TargetData,
     cosine_to_target,
     hyperplane_std,
     input_std,
     invert_every_target,
     keep_best,
-    lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
     violation_weights,
 )
-from ban.detectors.trigger_search import unit_tanh
-from ban.detectors.unet import UNet, grouped_input, grouped_output
+from ban.blocks.trigger_search import unit_tanh
+from ban.blocks.unet import UNet, grouped_input, grouped_output
+from ban.detectors.feature_space import FeatureSpaceDetector, FeatureSpaceSettings, Inversion
 from ban.models import get_split
 from ban.progress import Bar
 from ban.utils import global_rng_from, make_generator
 
 
 @dataclass(frozen=True)
-class FeatureRESettings(DetectorSettings):
+class FeatureRESettings(FeatureSpaceSettings):
     """FeatureRE's settings (official config.py, README); the budget scales warm-up and training epochs."""
 
     budgeted: ClassVar[tuple[str, ...]] = ("warmup_epochs", "epochs")
 
-    n_samples: int = 100
     batch_size: int = 256
     warmup_epochs: int = 100
     epochs: int = 400
-    lr: float = 1e-3
-    mask_lr: float = 0.1
-    filters: int = 32
-    blocks: int = 4
     mask_size: float = 0.03
     p_bound: float = 0.15
-    std_bound: float = 1.0
-    asr_bound: float = 0.9
-    threshold: float = -0.75
-    batched: bool = True
 
 
-class FeatureRE(Detector):
+class FeatureRE(FeatureSpaceDetector):
     """FeatureRE with the official defaults (config.py, README): 100 class-balanced clean images,
     batch 256, UNet (32 filters, 4 blocks) Adam 1e-3, mask Adam 0.1, 100 warm-up + 400 epochs,
     mask bound 3% of the features, input MSE bound 0.15, std bound 1, threshold −0.75.
@@ -77,23 +65,17 @@ class FeatureRE(Detector):
 
     name: ClassVar[str] = "featurere"
 
-    Settings: ClassVar[type[DetectorSettings]] = FeatureRESettings
+    Settings: ClassVar[type[FeatureSpaceSettings]] = FeatureRESettings
     config: FeatureRESettings
 
-    def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
-        start = time.perf_counter()
-        work, dev = self.prepare(model, clean)
-        sample = clean.sample(self.config.n_samples, seed=self.seed)
-        data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
+    def invert(self, model: nn.Module, data: TargetData, num_classes: int) -> Inversion:
         g = make_generator(self.seed)
         weights = make_generator(self.seed)  # the UNets' initial weights, a stream of their own
         values, stats, images = invert_every_target(
-            clean.num_classes, self.config.batched, lambda targets: self._invert(work, data, targets, g, weights)
+            num_classes, self.config.batched, lambda targets: self._invert(model, data, targets, g, weights)
         )
-        triggers = {"inputs": data.x[:1].expand(clean.num_classes, -1, -1, -1).cpu(), **images}
-        flagged, target, score = lowest_mixed_value(values, self.config.threshold)
-        details = {"mixed_value": values, "per_target": stats, "n_images": len(sample)}
-        return self.verdict(flagged, target, score, -self.config.threshold, start, details, {"triggers": triggers})
+        triggers = {"inputs": data.x[:1].expand(num_classes, -1, -1, -1).cpu(), **images}
+        return values, stats, triggers, {}
 
     def _invert(
         self, model: nn.Module, data: TargetData, targets: list[int], g: torch.Generator, weights: torch.Generator

@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from ban.blocks.trigger_search import ExtraLoss, SearchConfig, search_each
 from ban.clean_data import CleanData
 from ban.detectors.base import Detector, DetectorSettings, Verdict
 from ban.detectors.outlier import small_norm_outliers
-from ban.detectors.trigger_search import ExtraLoss, SearchConfig, search_each
 from ban.utils import make_generator
 
 

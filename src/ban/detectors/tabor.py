@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.trigger_search import ExtraLoss
 from ban.detectors.base import DetectorSettings
 from ban.detectors.neural_cleanse import NeuralCleanse, NeuralCleanseSettings
-from ban.detectors.trigger_search import ExtraLoss
 from ban.errors import BanError
 
 #: [mask R1, pattern R1, mask R2, pattern R2, R3, R4] (UsmannK/TABOR and TrojanZoo agree)

@@ -17,7 +17,6 @@ targets < `threshold` (−0.75); target = argmin; score = −min. All K targets 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,24 +25,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.clean_data import CleanData
-from ban.detectors.base import Detector, DetectorSettings, Verdict
-from ban.detectors.feature_inversion import (
+from ban.blocks.feature_inversion import (
     TargetData,
     cosine_to_target,
     hyperplane_std,
     invert_every_target,
     keep_best,
-    lowest_mixed_value,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
     violation_weights,
 )
-from ban.detectors.ssim import ssim
-from ban.detectors.trigger_search import unit_tanh
-from ban.detectors.unet import UNet, grouped_input, grouped_output
+from ban.blocks.ssim import ssim
+from ban.blocks.trigger_search import unit_tanh
+from ban.blocks.unet import UNet, grouped_input, grouped_output
+from ban.detectors.feature_space import FeatureSpaceDetector, FeatureSpaceSettings, Inversion
 from ban.models import get_split
 from ban.progress import Bar
 from ban.utils import batches, global_rng_from, make_generator
@@ -79,32 +76,23 @@ def pretrain_identity(
 
 
 @dataclass(frozen=True)
-class UnicornSettings(DetectorSettings):
+class UnicornSettings(FeatureSpaceSettings):
     """Unicorn's settings (official config.py, README); the budget scales pre-training and training epochs."""
 
     budgeted: ClassVar[tuple[str, ...]] = ("pretrain_epochs", "epochs")
 
-    n_samples: int = 100
     batch_size: int = 64
     pretrain_epochs: int = 500
     epochs: int = 1000
     inner_steps: int = 10
-    lr: float = 1e-3
-    mask_lr: float = 0.1
-    filters: int = 32
-    blocks: int = 4
     mask_size: float = 0.15
     input_mask_size: float = 0.15
     ssim_bound: float = 0.15
-    std_bound: float = 1.0
-    asr_bound: float = 0.9
     dist_weight: float = 1.0
     invert_weight: float = 200.0
-    threshold: float = -0.75
-    batched: bool = True
 
 
-class Unicorn(Detector):
+class Unicorn(FeatureSpaceDetector):
     """Unicorn with the official defaults (config.py, README): 100 class-balanced clean images,
     batch 64, UNets (32 filters, 4 blocks) Adam 1e-3 pre-trained 500 epochs, 1000 epochs,
     masks/pattern Adam 0.1 with 10 inner steps each, mask bounds 15%, SSIM bound 0.15.
@@ -115,16 +103,13 @@ class Unicorn(Detector):
 
     name: ClassVar[str] = "unicorn"
 
-    Settings: ClassVar[type[DetectorSettings]] = UnicornSettings
+    Settings: ClassVar[type[FeatureSpaceSettings]] = UnicornSettings
     config: UnicornSettings
 
-    def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
-        start = time.perf_counter()
-        work, dev = self.prepare(model, clean)
-        sample = clean.sample(self.config.n_samples, seed=self.seed)
-        data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
+    def invert(self, model: nn.Module, data: TargetData, num_classes: int) -> Inversion:
         g = make_generator(self.seed)
         c = data.x.shape[1]
+        dev = data.x.device
         with global_rng_from(make_generator(self.seed)):  # the UNets' initial weights, a stream of their own
             p_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
             q_net = UNet(c, c, self.config.filters, self.config.blocks).to(dev).train()
@@ -139,17 +124,13 @@ class Unicorn(Detector):
             self.deadline.expired,
         )
         values, stats, triggers = invert_every_target(
-            clean.num_classes, self.config.batched, lambda targets: self._invert(work, data, targets, p_net, q_net, g)
+            num_classes, self.config.batched, lambda targets: self._invert(model, data, targets, p_net, q_net, g)
         )
-        flagged, target, score = lowest_mixed_value(values, self.config.threshold)
         details = {
-            "mixed_value": values,
-            "per_target": stats,
             "identity_mse": identity_mse,
-            "n_images": len(sample),
             "decision_rule": "FeatureRE mixed value (Unicorn's code has no decision step)",
         }
-        return self.verdict(flagged, target, score, -self.config.threshold, start, details, {"triggers": triggers})
+        return values, stats, triggers, details
 
     def _invert(
         self,

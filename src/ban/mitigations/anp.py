@@ -2,7 +2,7 @@
 
 Neurons are the channels of every normalisation layer with affine parameters. Each gets a mask
 coefficient m ∈ [0, 1] (init 1) and adversarial noise δ, ξ: the layer computes
-γ·(m + δ)·x̂ + β·(1 + ξ). The noise, masks and hooks all come from ``ban.noise.NeuronNoise``
+γ·(m + δ)·x̂ + β·(1 + ξ). The noise, masks and hooks all come from ``ban.blocks.noise.NeuronNoise``
 (``use_mask=True``); no model copy is made per architecture.
 
 Per iteration, on a batch drawn with replacement from the clean images and augmented as the
@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.noise import NeuronNoise, norm_layers
 from ban.clean_data import CleanData
 from ban.data.augment import Augment
 from ban.errors import BanError
 from ban.mitigations.base import Mitigation
 from ban.mitigations.settings import MitigationSettings
-from ban.noise import NeuronNoise, norm_layers
 from ban.progress import Bar
 from ban.utils import make_generator
 

@@ -2,7 +2,7 @@
 
 Fine-tune all weights on the defender's clean images (5% of the training set, 2500 CIFAR-10
 images): SGD lr 0.005, momentum 0.9, weight decay 5e-4, batch 128, 24 epochs, constant lr.
-Each batch: fresh δ, ξ ~ U(−ε, ε) on every normalisation layer (``ban.noise``), `noise_steps`
+Each batch: fresh δ, ξ ~ U(−ε, ε) on every normalisation layer (``ban.blocks.noise``), `noise_steps`
 sign steps of size ε/noise_steps that increase the clean loss (not projected, as in the code),
 then
 
@@ -26,10 +26,10 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise, frozen_running_stats
 from ban.clean_data import CleanData
 from ban.mitigations.base import FineTuneHooks, FineTuneMitigation, FineTuneRun, FineTuneSettings
 from ban.mitigations.settings import MitigationSettings
-from ban.noise import NeuronNoise, PGDConfig, adversarial_neuron_noise, frozen_running_stats
 
 
 @dataclass(frozen=True, kw_only=True)

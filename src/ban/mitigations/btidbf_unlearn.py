@@ -3,7 +3,7 @@
 Rounds of {reverse → unlearn} (official ``btidbfu.py``):
 
 - reverse: on a copy of the current model, learn BTI-DBF's benign-feature mask, then train the UNet
-  generator G to keep benign and push backdoor features away (``ban.detectors.btidbf_generator``: the
+  generator G to keep benign and push backdoor features away (``ban.blocks.btidbf_generator``: the
   same mask, generator, pre-training and training code as the BTI-DBF detector; G is pre-trained once
   to be an identity and then carried across rounds);
 - unlearn: fine-tune the model (Adam lr 1e-4, BatchNorm in train mode) on clean batches in which
@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.btidbf_generator import pretrain_generator, train_generator
+from ban.blocks.mask import learn_feature_mask
 from ban.clean_data import CleanData
 from ban.detectors.btidbf import BTIDBF
-from ban.detectors.btidbf_generator import pretrain_generator, train_generator
 from ban.evaluate import predict
-from ban.mask import learn_feature_mask
 from ban.mitigations.base import Mitigation
 from ban.mitigations.finetune_loop import FineTuneConfig, fine_tune
 from ban.mitigations.settings import MitigationSettings

@@ -3,7 +3,7 @@
 The pieces (Xu et al., ICLR 2024; official code's ``pretrain.py`` and ``btidbf.py``):
 
 - the benign-feature mask (`InversionSettings.mask_config`: tanh mask without a sparsity term, or
-  BAN's clamped mask + λ·L1 for BTI-DBF*), learned by ``ban.mask``;
+  BAN's clamped mask + λ·L1 for BTI-DBF*), learned by ``ban.blocks.mask``;
 - the UNet generator G (`build_generator`; by default the code's linear UNet from normalised image
   to normalised image, `NormalisedGenerator`);
 - G's pre-training to an identity that keeps predictions and features (`pretrain_generator`) and
@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.feature_inversion import input_mean, input_std
+from ban.blocks.mask import MaskConfig
+from ban.blocks.unet import UNet
 from ban.data.augment import Augment, identity
-from ban.detectors.feature_inversion import input_mean, input_std
-from ban.detectors.unet import UNet
 from ban.errors import BanError
-from ban.mask import MaskConfig
 from ban.models import get_split
 from ban.progress import Bar
 from ban.utils import batches, global_rng_from

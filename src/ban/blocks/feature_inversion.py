@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.detectors.trigger_search import EPS
+from ban.blocks.trigger_search import EPS
 from ban.models import get_split
 from ban.utils import batches
 

@@ -12,7 +12,8 @@ from ban.attacks.base import Attack
 from ban.attacks.iad import IAD
 from ban.data.dataset import ImageData
 from ban.errors import BanError
-from ban.utils import atomic_path, eval_mode, make_generator
+from ban.figures.plotting import pyplot, save_figure
+from ban.utils import eval_mode, make_generator
 
 
 @dataclass
@@ -75,11 +76,9 @@ def save_preview(
     clean: Tensor, rows: list[PreviewRow], out: str | Path, residual: bool = True, title: str | None = None
 ) -> Path:
     """Draw the grid (clean row, then per attack a triggered row and, with `residual`, |x' − x| amplified)."""
-    from matplotlib.figure import Figure
-
     n = len(clean)
     n_rows = 1 + len(rows) * (2 if residual else 1)
-    fig = Figure(figsize=(1.25 * n + 2.6, 1.25 * n_rows + 0.6), layout="constrained")
+    fig = pyplot().figure(figsize=(1.25 * n + 2.6, 1.25 * n_rows + 0.6), layout="constrained")
     axes = fig.subplots(n_rows, n, squeeze=False)
     lines: list[tuple[str, Tensor, bool]] = [("clean", clean, False)]
     for row in rows:
@@ -98,7 +97,4 @@ def save_preview(
     if notes:
         heading += "\n" + "\n".join(notes)
     fig.suptitle(heading, fontsize=9)
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=110)
-    return out
+    return save_figure(fig, out)

@@ -4,43 +4,26 @@ mask, and the paper's Figure 1 (t-SNE of features under growing adversarial neur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.noise import NeuronNoise
 from ban.clean_data import CleanData
 from ban.detectors.base import Detector, Verdict
-from ban.detectors.figures import save_trigger_figures
 from ban.errors import BanError
+from ban.figures.plotting import pyplot, save_figure
+from ban.figures.triggers import save_trigger_figures
 from ban.models import get_split
-from ban.noise import NeuronNoise
-from ban.utils import atomic_path, eval_mode, resolve_device
+from ban.utils import eval_mode, resolve_device
 
 TSNE_SCALES = (0.0, 1 / 3, 2 / 3, 1.0)  # of the verdict's own final noise
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return path
-
-
 def histogram_figure(verdict: Verdict, path: Path) -> Path:
     """Bar charts of the held-out predictions under noise: no mask and (1 − m)."""
-    plt = _plt()
+    plt = pyplot()
     keys = [
         (k, t)
         for k, t in (("histogram_no_mask", "no mask, noise on"), ("histogram_negative_mask", "(1 - m) mask, noise on"))
@@ -61,12 +44,12 @@ def histogram_figure(verdict: Verdict, path: Path) -> Path:
         ax.legend(fontsize=7)
     state = f"backdoored, target {verdict.target}" if verdict.backdoored else "clean"
     fig.suptitle(f"{verdict.detector}: {state} (score {verdict.score:.3f})", y=1.04)
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def mask_figure(mask: Tensor, path: Path) -> Path:
     """The feature mask m (C×H×W): mean over channels as a map, and each channel's mean."""
-    plt = _plt()
+    plt = pyplot()
     m = mask.detach().float().cpu()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     im = a.imshow(m.mean(0) if m.ndim == 3 else m.reshape(1, -1), vmin=0, vmax=1, cmap="viridis")
@@ -76,7 +59,7 @@ def mask_figure(mask: Tensor, path: Path) -> Path:
     b.set_ylim(0, 1)
     b.set_xlabel("feature channel")
     b.set_title("mean of m per channel")
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def verdict_features(
@@ -130,7 +113,7 @@ def tsne_figure(
     verdict's target (or the argmax class of a clean verdict) is ringed."""
     from sklearn.manifold import TSNE
 
-    plt = _plt()
+    plt = pyplot()
     dev = resolve_device(device)
     k = clean.num_classes
     labels = list(clean.images.class_names) or [str(c) for c in range(k)]
@@ -165,7 +148,7 @@ def tsne_figure(
     handles.append(plt.Line2D([], [], ls="", marker="o", mfc="none", mec="k", label="target / argmax class"))
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
     fig.subplots_adjust(bottom=0.18)
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def carries_noise(verdict: Verdict) -> bool:

@@ -8,23 +8,14 @@ from typing import Any
 import numpy as np
 
 from ban.bench.metrics import auroc, is_correct, labels_and_scores
-from ban.utils import atomic_path
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ban.figures.plotting import pyplot, save_figure
 
 
 def roc_figure(by_detector: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
     """One ROC curve per detector (backdoored = positive, the verdict's score); None without both classes."""
     from sklearn.metrics import roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     drawn = 0
     for name, results in by_detector.items():
@@ -46,7 +37,7 @@ def roc_figure(by_detector: dict[str, list[dict[str, Any]]], path: Path) -> Path
     ax.set_ylim(-0.01, 1.01)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
     return path
 
 
@@ -57,7 +48,7 @@ def heatmap_figure(
     column holds the fraction of clean models correctly not flagged."""
     if not by_detector or not groups:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     grid = np.full((len(by_detector), len(groups)), np.nan)
     counts = [["" for _ in groups] for _ in by_detector]
     for i, (_, results) in enumerate(by_detector.items()):
@@ -78,12 +69,5 @@ def heatmap_figure(
     ax.set_title("models detected with the right target")
     fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
     return path
-
-
-def _save(fig: Any, path: Path) -> None:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

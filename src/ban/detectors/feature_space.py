@@ -1,0 +1,55 @@
+"""The template of the feature-space inversion detectors (FeatureRE, Unicorn): their shared settings
+and their detect(): clean sample → per-target data → `invert` (the method's own part) → FeatureRE's
+mixed-value rule → Verdict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from ban.blocks.feature_inversion import TargetData, lowest_mixed_value
+from ban.clean_data import CleanData
+from ban.detectors.base import Detector, DetectorSettings, Verdict
+
+
+@dataclass(frozen=True)
+class FeatureSpaceSettings(DetectorSettings):
+    """What FeatureRE and Unicorn share (both official config.py files): 100 clean images, UNets of
+    32 filters and 4 blocks at Adam 1e-3, masks at Adam 0.1, std bound 1, ASR bound 0.9, and the
+    decision threshold −0.75 on the mixed value. `batched`: all targets in one grouped run."""
+
+    n_samples: int = 100
+    lr: float = 1e-3
+    mask_lr: float = 0.1
+    filters: int = 32
+    blocks: int = 4
+    std_bound: float = 1.0
+    asr_bound: float = 0.9
+    threshold: float = -0.75
+    batched: bool = True
+
+
+Inversion = tuple[list[float], list[dict[str, float]], dict[str, Tensor], dict[str, Any]]
+
+
+class FeatureSpaceDetector(Detector):
+    """A feature-space inversion detector: subclasses implement `invert` and declare their settings."""
+
+    config: FeatureSpaceSettings
+
+    def invert(self, model: nn.Module, data: TargetData, num_classes: int) -> Inversion:
+        """Invert every target: (mixed value per target, its stats, the figures' images, more details)."""
+        raise NotImplementedError
+
+    def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
+        start = time.perf_counter()
+        work, dev = self.prepare(model, clean)
+        sample = clean.sample(self.config.n_samples, seed=self.seed)
+        data = TargetData.build(work, sample.x.to(dev), sample.y.to(dev), clean.num_classes)
+        values, stats, triggers, more = self.invert(work, data, clean.num_classes)
+        flagged, target, score = lowest_mixed_value(values, self.config.threshold)
+        details = {"mixed_value": values, "per_target": stats, **more, "n_images": len(sample)}
+        return self.verdict(flagged, target, score, -self.config.threshold, start, details, {"triggers": triggers})
