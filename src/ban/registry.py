@@ -49,6 +49,11 @@ class Registry(Mapping[str, T], Generic[T]):
             self._keys[normalize(spelling)] = name
         return entry
 
+    def register_named(self, *entries: T) -> None:
+        """Register each entry under its own `name` attribute (a method class's `name: ClassVar[str]`)."""
+        for entry in entries:
+            self.register(entry.name, entry)
+
     def resolve(self, name: str) -> str | None:
         """The canonical name that `name` spells, or None."""
         return self._keys.get(normalize(name)) if isinstance(name, str) else None

@@ -17,17 +17,8 @@ from ban.errors import BanError
 from ban.registry import Registry
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
-ATTACKS.register("badnets", BadNets)
-ATTACKS.register("blend", Blend)
-ATTACKS.register("wanet", WaNet)
-ATTACKS.register("iad", IAD)
-ATTACKS.register("bpp", Bpp)
-ATTACKS.register("adap-blend", AdapBlend)
-ATTACKS.register("ssdt", SSDT)
-
-
-def list_attacks() -> list[str]:
-    return ATTACKS.list()
+ATTACKS.register_named(BadNets, Blend, WaNet, IAD, Bpp, AdapBlend, SSDT)
+list_attacks = ATTACKS.list
 
 
 def preset_lines() -> list[str]:

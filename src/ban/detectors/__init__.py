@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ban.detectors.ban_detector import BAN
 from ban.detectors.base import Detector, Verdict
 from ban.detectors.btidbf import BTIDBF, BTIDBFStar
@@ -14,22 +12,9 @@ from ban.detectors.unicorn import Unicorn
 from ban.registry import Registry
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
-DETECTORS.register("ban", BAN)
-DETECTORS.register("nc", NeuralCleanse)
-DETECTORS.register("tabor", Tabor)
-DETECTORS.register("featurere", FeatureRE)
-DETECTORS.register("unicorn", Unicorn)
-DETECTORS.register("btidbf", BTIDBF)
-DETECTORS.register("btidbf-star", BTIDBFStar)
-
-
-def list_detectors() -> list[str]:
-    return DETECTORS.list()
-
-
-def create_detector(name: str, **settings: Any) -> Detector:
-    """Build the detector `name` spells; an unknown name or a refused setting is a BanError."""
-    return DETECTORS.create(name, **settings)
+DETECTORS.register_named(BAN, NeuralCleanse, Tabor, FeatureRE, Unicorn, BTIDBF, BTIDBFStar)
+list_detectors = DETECTORS.list
+create_detector = DETECTORS.create  # an unknown name or a refused setting is a BanError
 
 
 __all__ = ["DETECTORS", "Detector", "Verdict", "create_detector", "list_detectors"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ban.mitigations.anp import ANP
 from ban.mitigations.ban_finetune import BANFineTune
 from ban.mitigations.base import Mitigation, MitigationReport
@@ -16,23 +14,9 @@ from ban.mitigations.nad import NAD
 from ban.registry import Registry
 
 MITIGATIONS: Registry[type[Mitigation]] = Registry("mitigation", label="mitigation method")
-MITIGATIONS.register("ft", FineTune)
-MITIGATIONS.register("fp", FinePruning)
-MITIGATIONS.register("nad", NAD)
-MITIGATIONS.register("ibau", IBAU)
-MITIGATIONS.register("ftsam", FTSAM)
-MITIGATIONS.register("anp", ANP)
-MITIGATIONS.register("btidbf-u", BTIDBFUnlearn)
-MITIGATIONS.register("ban", BANFineTune)
-
-
-def list_mitigations() -> list[str]:
-    return MITIGATIONS.list()
-
-
-def create_mitigation(name: str, **settings: Any) -> Mitigation:
-    """Build the mitigation `name` spells; an unknown name or a refused setting is a BanError."""
-    return MITIGATIONS.create(name, **settings)
+MITIGATIONS.register_named(FineTune, FinePruning, NAD, IBAU, FTSAM, ANP, BTIDBFUnlearn, BANFineTune)
+list_mitigations = MITIGATIONS.list
+create_mitigation = MITIGATIONS.create  # an unknown name or a refused setting is a BanError
 
 
 __all__ = ["MITIGATIONS", "Mitigation", "MitigationReport", "create_mitigation", "list_mitigations"]
