@@ -204,3 +204,21 @@ def test_lowest_modules_import_nothing_above_them(module: str) -> None:
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "ban" not in imported
     assert {m for m in imported if m.startswith("ban.")} <= {"ban.errors", "ban.version"}
+
+
+def test_detector_presets_set_settings_that_explicit_ones_override() -> None:
+    nc = create_detector("nc", preset="cpu")
+    assert (nc.config.n_samples, nc.config.batch_size) == (100, 32)
+    assert nc.settings()["preset"] == "cpu" and "preset" not in create_detector("nc").settings()
+    assert create_detector("nc", preset="cpu", n_samples=40).config.n_samples == 40
+    assert create_detector("featurere", preset="cpu").config.filters == 8
+    assert create_detector("ban", preset="faithful").settings()["preset"] == "faithful"  # BAN's own field
+    with pytest.raises(BanError, match=r"^detector 'nc' has no preset 'gpu'; choose one of paper, cpu$"):
+        create_detector("nc", preset="gpu")
+    # every preset `ban info` lists builds
+    for key in list_detectors():
+        for preset in DETECTORS[key].PRESETS:
+            assert create_detector(key, preset=preset).preset == preset
+    lines = DETECTORS.preset_lines("--param")
+    assert "  nc --param preset=cpu: n_samples=100, batch_size=32" in lines
+    assert not any("preset=paper" in line for line in lines)

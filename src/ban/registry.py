@@ -54,6 +54,17 @@ class Registry(Mapping[str, T], Generic[T]):
         for entry in entries:
             self.register(entry.name, entry)
 
+    def preset_lines(self, flag: str) -> list[str]:
+        """One line per named preset of the entries (their `PRESETS`; "paper", the defaults, left out),
+        `  NAME FLAG preset=P: key=value, ...` (for `ban info`)."""
+        lines = []
+        for key in self.list():
+            for preset, values in getattr(self._entries[key], "PRESETS", {}).items():
+                if preset != "paper":
+                    shown = ", ".join(f"{k}={v}" for k, v in values.items()) or "options of its own (its docs)"
+                    lines.append(f"  {key} {flag} preset={preset}: {shown}")
+        return lines
+
     def resolve(self, name: str) -> str | None:
         """The canonical name that `name` spells, or None."""
         return self._keys.get(normalize(name)) if isinstance(name, str) else None

@@ -23,12 +23,7 @@ list_attacks = ATTACKS.list
 
 def preset_lines() -> list[str]:
     """One line per attack preset, `  NAME -p preset=P: key=value, ...` (for `ban info`)."""
-    lines = []
-    for key in list_attacks():
-        for preset, values in ATTACKS[key].PRESETS.items():
-            shown = ", ".join(f"{k}={v}" for k, v in values.items())
-            lines.append(f"  {key} -p preset={preset}: {shown}")
-    return lines
+    return ATTACKS.preset_lines("-p")
 
 
 def attack_class(name: str) -> type[Attack]:

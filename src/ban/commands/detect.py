@@ -23,7 +23,7 @@ from ban.commands.common import (
     parse_params,
 )
 from ban.data import ImageData, balanced_sample
-from ban.detectors import DETECTORS, Verdict, create_detector
+from ban.detectors import Verdict, create_detector
 from ban.errors import BanError
 from ban.model_fit import check_fits
 
@@ -102,7 +102,10 @@ def detect(
         None, "--clean-samples", help="Clean images to use (default: the whole 10% pool)."
     ),
     preset: str = typer.Option(
-        "paper", "--preset", help="paper (the paper's equations, fast) or faithful (official code)."
+        None,
+        "--preset",
+        help="The detector's named preset (`ban info`): BAN paper (default, the paper's equations, fast) or "
+        "faithful (official code); the baselines paper (default) or cpu (smaller samples and networks).",
     ),
     detector: str = typer.Option("ban", "--detector", help="Detector name (ban, or a baseline)."),
     param: list[str] = typer.Option(None, "--param", help="Extra detector setting key=value (repeatable)."),
@@ -130,10 +133,8 @@ def detect(
         from ban.calibration import load_references
 
         refs = load_references(reference)
-    settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **parse_params(param)}
-    is_ban = DETECTORS.resolve(detector) == "ban"
-    if is_ban:
-        settings["preset"] = preset
+    given = {"preset": preset} if preset is not None else {}
+    settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **given, **parse_params(param)}
     verdicts: list[tuple[str, Verdict]] = []
     loaded: list[tuple[Checkpoint, CleanData]] = []
     for path in paths:

@@ -12,10 +12,10 @@ from ban.attacks import list_attacks, preset_lines
 from ban.checkpoint import load_model
 from ban.commands.common import DataDirOpt, DeviceOpt, InputSizeOpt, SeedOpt, console, maybe_subset
 from ban.data import list_datasets, load_dataset
-from ban.detectors import list_detectors
+from ban.detectors import DETECTORS, list_detectors
 from ban.errors import BanError
 from ban.evaluate import evaluate
-from ban.mitigations import list_mitigations
+from ban.mitigations import MITIGATIONS, list_mitigations
 from ban.models import list_models
 
 
@@ -37,7 +37,11 @@ def info(
         console.print(f"attacks:  {', '.join(list_attacks())}")
         console.print("attack presets (explicit -p values override them):\n" + "\n".join(preset_lines()), markup=False)
         console.print(f"detectors: {', '.join(list_detectors())}")
+        lines = DETECTORS.preset_lines("--param")
+        console.print("detector presets (explicit --param values override them):\n" + "\n".join(lines), markup=False)
         console.print(f"mitigations: {', '.join(list_mitigations())}")
+        lines = MITIGATIONS.preset_lines("--param")
+        console.print("mitigation presets (explicit --param values override them):\n" + "\n".join(lines), markup=False)
         console.print(f"datasets: {', '.join(list_datasets())} (or an image folder / .npz path)")
         return
     ckpt = load_model(model, arch=arch, input_size=input_size)

@@ -57,7 +57,7 @@ from ban.models import get_split
 from ban.progress import track
 from ban.utils import batches, eval_mode, make_generator
 
-PRESETS: dict[str, dict[str, Any]] = {
+OPTION_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "project": True,
         "reinit_per_batch": False,
@@ -120,8 +120,8 @@ class BANSettings(DetectorSettings):
                 "BAN runs its fixed budget (the reference of the equal-time comparison); "
                 "time_limit applies to the baseline detectors"
             )
-        if self.preset not in PRESETS:
-            raise BanError(f"unknown BAN preset '{self.preset}'; choose one of {', '.join(PRESETS)}")
+        if self.preset not in OPTION_PRESETS:
+            raise BanError(f"unknown BAN preset '{self.preset}'; choose one of {', '.join(OPTION_PRESETS)}")
         if self.statistic not in STATISTICS:
             raise BanError(f"unknown BAN statistic '{self.statistic}'; choose one of {', '.join(STATISTICS)}")
         if self.rule not in RULES:
@@ -137,7 +137,7 @@ class BANSettings(DetectorSettings):
 
     def options(self) -> dict[str, Any]:
         """The preset's optimisation choices with this configuration's overrides applied."""
-        options = dict(PRESETS[self.preset])
+        options = dict(OPTION_PRESETS[self.preset])
         for key in ("early_stop", "noise_train_mode", "recalibrate_bn"):
             if getattr(self, key) is not None:
                 options[key] = bool(getattr(self, key))
@@ -165,6 +165,8 @@ class BAN(Detector):
 
     name: ClassVar[str] = "ban"
     Settings: ClassVar[type[DetectorSettings]] = BANSettings
+    #: BAN's presets choose optimisation options (`OPTION_PRESETS`, resolved by `BANSettings.options`)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {name: {} for name in OPTION_PRESETS}
     config: BANSettings
 
     def __init__(self, seed: int = 0, device: str = "auto", quiet: bool = True, **settings: Any) -> None:

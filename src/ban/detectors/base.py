@@ -164,12 +164,22 @@ class Detector:
 
     name: ClassVar[str] = "detector"
     Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+    #: named sets of settings (`create_detector(name, preset="cpu")`, `--param preset=cpu`); explicit
+    #: settings override them; "paper" is the papers' and official code's defaults
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
 
     def __init__(self, seed: int = 0, device: str = "auto", quiet: bool = True, **settings: Any) -> None:
         self.seed = seed
         self.device = device
         self.quiet = quiet
-        self.config = self.Settings.build(f"detector '{self.name}'", settings)
+        self.preset = str(settings.get("preset", "paper"))
+        if self.preset not in self.PRESETS:
+            raise BanError(
+                f"detector '{self.name}' has no preset '{self.preset}'; choose one of {', '.join(self.PRESETS)}"
+            )
+        if "preset" not in {f.name for f in dataclasses.fields(self.Settings)}:
+            settings = {k: v for k, v in settings.items() if k != "preset"}
+        self.config = self.Settings.build(f"detector '{self.name}'", {**self.PRESETS[self.preset], **settings})
         self.deadline = Deadline(None)
 
     @property
@@ -183,6 +193,8 @@ class Detector:
     def settings(self) -> dict[str, Any]:
         """Every setting that shapes the verdict (recorded in it)."""
         recorded = self.config.record()
+        if self.preset != "paper":  # a settings field of its own where the method has one (BAN)
+            recorded.setdefault("preset", self.preset)
         if self.config.time_limit is not None:
             recorded["time_limit"] = self.config.time_limit
         return recorded

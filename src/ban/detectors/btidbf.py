@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -96,6 +96,8 @@ class BTIDBF(Detector):
 
     name: ClassVar[str] = "btidbf"
     Settings: ClassVar[type[DetectorSettings]] = BTIDBFSettings
+    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"n_samples": 500, "filters": 8, "blocks": 3}}
     config: BTIDBFSettings
 
     def inversion(self) -> InversionSettings:
@@ -155,3 +157,5 @@ class BTIDBFStar(BTIDBF):
 
     name: ClassVar[str] = "btidbf-star"
     Settings: ClassVar[type[DetectorSettings]] = BTIDBFStarSettings
+    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"n_samples": 500, "filters": 8, "blocks": 3}}

@@ -15,7 +15,7 @@ tensor; each target sees its own batch of images of the other classes (exactly K
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +66,8 @@ class FeatureRE(FeatureSpaceDetector):
     name: ClassVar[str] = "featurere"
 
     Settings: ClassVar[type[FeatureSpaceSettings]] = FeatureRESettings
+    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"filters": 8, "blocks": 3}}
     config: FeatureRESettings
 
     def invert(self, model: nn.Module, data: TargetData, num_classes: int) -> Inversion:

@@ -72,6 +72,8 @@ class NeuralCleanse(Detector):
 
     name: ClassVar[str] = "nc"
     Settings: ClassVar[type[DetectorSettings]] = NeuralCleanseSettings
+    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"n_samples": 100, "batch_size": 32}}
     config: NeuralCleanseSettings
 
     def extra_loss(self) -> ExtraLoss | None:

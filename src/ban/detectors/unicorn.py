@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,11 @@ class Unicorn(FeatureSpaceDetector):
     name: ClassVar[str] = "unicorn"
 
     Settings: ClassVar[type[FeatureSpaceSettings]] = UnicornSettings
+    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "cpu": {"filters": 8, "blocks": 3, "inner_steps": 2, "pretrain_epochs": 100, "epochs": 200},
+    }
     config: UnicornSettings
 
     def invert(self, model: nn.Module, data: TargetData, num_classes: int) -> Inversion:
