@@ -59,10 +59,11 @@ def test_passes_clean_models(zoo, clean, name: str, preset: str) -> None:  # typ
     assert v.score <= v.threshold
 
 
-@pytest.mark.parametrize("preset", ["paper", "faithful"])
-def test_flags_a_per_batch_attack(zoo, clean, preset: str) -> None:  # type: ignore[no-untyped-def]
+# The faithful preset decides WaNet at its CI budget too (0.989, docs/ban-defaults.md); it is tested on
+# BadNets and the clean model only, to keep CI within its time.
+def test_flags_a_per_batch_attack(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     ckpt = zoo.get("wanet")
-    v = fast_verdict(zoo, clean, "wanet", preset)
+    v = fast_verdict(zoo, clean, "wanet", "paper")
     assert v.backdoored and v.target == ckpt.meta["target"], v.details["histogram"]
     rates = v.details["flip_rates"]
     assert sum(r > 0.5 for i, r in enumerate(rates) if i != v.target) >= 5  # most other classes go to the target
@@ -152,8 +153,8 @@ def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-unty
     # zoo models were trained without it). Measured with one thread: ASR 0.999 -> 0.063, BA 0.817 -> 0.792. With the
     # paper's constant lr (0.01 here) BA fell to 0.7805-0.791 (thread count alone moves it a point), with
     # cosine lr 0.01 ASR stayed at 0.107 (docs/mitigations.md).
-    settings = {"budget": 1 / 3, "lr": 0.02, "schedule": "cosine", "rob_lambda": 1.0, "augment": False, "seed": 0}
-    repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, **settings)
+    # That is the method's `cpu` preset.
+    repaired, report = ban.mitigate(ckpt, clean, "ban", test=zoo.test, preset="cpu", seed=0)
     assert report.asr_known and report.before is not None and report.after is not None
     assert report.before.asr is not None and report.before.asr > 0.9
     assert report.after.asr is not None and report.after.asr < 0.10
