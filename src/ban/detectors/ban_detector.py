@@ -33,8 +33,8 @@ eval-mode network that predicts the held-out images has the noisy network's own 
 official code instead predicts with whatever its train-mode noise steps left in the running
 averages (docs/ban-defaults.md). Both presets restore the model's BatchNorm running statistics
 and remove the noise afterwards, and use the same statistic, rule and threshold.
-The paper's rule on the plain predictions, the default until 2026-12-02:
-``statistic="no-mask", rule="pooled", batches_per_epoch=0``.
+The default decides by the paper's rule on the plain predictions (``statistic="no-mask",
+rule="pooled"``); docs/ban-defaults.md has the rules measured against it and why it stays.
 """
 
 from __future__ import annotations
