@@ -3,6 +3,12 @@
     .venv/bin/python benchmarks/attacks.py                       # all seven, the CPU budget below
     .venv/bin/python benchmarks/attacks.py --attacks wanet,bpp --epochs 8 --subset 20000
     .venv/bin/python benchmarks/attacks.py --arch resnet18 --width 0.25 --augment --device cuda
+    .venv/bin/python benchmarks/attacks.py --recipe cpu --arch resnet18 --width 0.25 --seeds 300,301,302
+
+`--recipe cpu` is the user's CPU budget of docs/attacks.md: 12000 images, 8 epochs for every
+attack, lr 0.05, no augmentation, and each attack's `cpu` preset where it has one (no other
+parameter changed). `--seeds` trains every attack once per seed, with a target per (attack, seed)
+that is never 0 unless --targets says so; the table then ends with each attack's mean and worst.
 
 Recipe (defaults): small_cnn (width 1), a class-balanced 8000-image subset of the attacker's 90%
 of the Fashion-MNIST training set (the zoo's split), 2000 balanced test images, SGD lr 0.05,
@@ -35,11 +41,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "badnets": {"epochs": 4, "params": {}},
     "blend": {"epochs": 4, "params": {}},
     "wanet": {"epochs": 6, "params": {}},  # 4 epochs: ASR 0.884
-    "iad": {"epochs": 8, "params": {"mask_epochs": 5, "g_milestones": []}},  # 4 epochs: ASR 0.771
+    "iad": {"epochs": 8, "params": {"mask_epochs": 5}},  # 4 epochs: ASR 0.771
     "bpp": {"epochs": 16, "params": {}},  # 8 epochs: ASR 0.215
     # the paper's 0.3% of 8000 images is 24 poisoned images: ASR 0.256 after 4 epochs
     "adap-blend": {"epochs": 8, "params": {"poison_rate": 0.02, "cover_rate": 0.02}},
-    "ssdt": {"epochs": 8, "params": {"mask_epochs": 5, "g_milestones": []}},  # 4 epochs: ASR 0.820
+    "ssdt": {"epochs": 8, "params": {"mask_epochs": 5}},  # 4 epochs: ASR 0.820
 }
 
 
@@ -56,6 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--augment", action="store_true", help="random crop + flip (off by default, as in the zoo)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds: every attack once per seed (overrides --seed)")
+    p.add_argument(
+        "--recipe",
+        choices=("script", "cpu"),
+        default="script",
+        help="script: SETTINGS below; cpu: 12000 images, 8 epochs, each attack's cpu preset (docs/attacks.md)",
+    )
     p.add_argument("--target", type=int, default=0)
     p.add_argument(
         "--targets", default=None, help="per-attack targets ATTACK=T,... (e.g. badnets=7,wanet=2); others use --target"
@@ -97,8 +110,37 @@ def extra_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+CPU_RECIPE = {"subset": 12000, "epochs": 8}
+
+
+def target_for(name: str, seed: int, num_classes: int = 10) -> int:
+    """A target other than 0 that moves with the attack and the seed; SSDT's also differs from its victim (1)."""
+    first = 2 if name == "ssdt" else 1
+    return first + (ATTACKS.list().index(name) * 3 + seed) % (num_classes - first)
+
+
+def setting_for(name: str, recipe: str) -> dict[str, Any]:
+    """Epochs and attack parameters of `name` under the script's SETTINGS or the CPU recipe (its cpu preset)."""
+    if recipe == "cpu":
+        preset = {"preset": "cpu"} if "cpu" in ATTACKS[name].PRESETS else {}
+        return {"epochs": CPU_RECIPE["epochs"], "params": preset}
+    return SETTINGS.get(name, {"epochs": 4, "params": {}})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.recipe == "cpu":
+        args.subset = CPU_RECIPE["subset"]
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        rows += run_seed(args, seed, multi=len(seeds) > 1)
+    print_table(rows, args, multi=len(seeds) > 1)
+    return 0
+
+
+def run_seed(args: argparse.Namespace, seed: int, multi: bool) -> list[dict[str, Any]]:
+    """Train the clean model(s) and every attack at `seed`; the rows of the table."""
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.attacks.split(",") if n.strip()]
     unknown = [n for n in names if n not in ATTACKS]
@@ -116,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         augment=args.augment,
-        seed=args.seed,
+        seed=seed,
     )
     train, test, _ = recipe_data(base)
     print(
         f"{args.data}: {len(train)} train / {len(test)} test images {train.image_shape}, "
         f"{args.arch} width {args.width}, lr {args.lr}, batch {args.batch_size}, augment {args.augment}, "
-        f"seed {args.seed}, {torch.get_num_threads()} threads",
+        f"seed {seed}, {torch.get_num_threads()} threads",
         flush=True,
     )
 
@@ -130,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def fit(recipe: Recipe, name: str) -> tuple[Checkpoint, dict[str, Any]]:
         """Train `recipe` (also written to --save-dir/NAME.safetensors when given); checkpoint, training report."""
-        path = os.path.join(args.save_dir, f"{name}.safetensors") if args.save_dir else None
+        stem = f"{name}-s{seed}" if multi else name
+        path = os.path.join(args.save_dir, f"{stem}.safetensors") if args.save_dir else None
         ckpt = train_checkpoint(
             recipe,
             path,
@@ -145,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     clean: dict[int, float] = {}
     rows = []
     for name in names:
-        setting = SETTINGS.get(name, {"epochs": 4, "params": {}})
+        setting = setting_for(name, args.recipe)
         epochs = args.epochs or setting["epochs"]
-        params = {"target": targets.get(name, args.target), **setting["params"], **extra.get(name, {})}
+        default_target = target_for(name, seed) if multi else args.target
+        params = {"target": targets.get(name, default_target), **setting["params"], **extra.get(name, {})}
         if epochs not in clean:
             _, trained = fit(replace(base, epochs=epochs), f"clean-e{epochs}")
             clean[epochs] = trained["test"]["ba"]
@@ -158,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         report, seconds = trained["test"], trained["seconds"]
         row = {
             "attack": name,
+            "seed": seed,
             "epochs": epochs,
             "settings": {k: v for k, v in params.items() if k != "target"},
             "target": ckpt.attack.target,
@@ -172,22 +217,44 @@ def main(argv: list[str] | None = None) -> int:
         nvt = f"  non-victim acc {row['nvt_accuracy']:.4f}" if row["nvt_accuracy"] is not None else ""
         print(f"  {name}: BA {row['ba']:.4f}  ASR {row['asr']:.4f}{nvt}  ({seconds:.0f} s)", flush=True)
 
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, multi: bool) -> None:
     print()
-    print("| attack | epochs | settings for this budget | BA | clean BA | ΔBA | ASR | non-victim acc | s | goal |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    seed_col = "seed | " if multi else ""
+    print(f"| attack | {seed_col}target | epochs | settings | BA | clean BA | ΔBA | ASR | non-victim acc | s | goal |")
+    print("|---|" + ("---|" if multi else "") + "---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         delta = r["ba"] - r["clean_ba"]
-        ok = r["asr"] >= 0.9 and delta >= -0.02
         nvt = f"{r['nvt_accuracy']:.4f}" if r["nvt_accuracy"] is not None else "–"
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+        seed = f"{r['seed']} | " if multi else ""
         print(
-            f"| {r['attack']} | {r['epochs']} | {settings} | {r['ba']:.4f} | {r['clean_ba']:.4f} | "
-            f"{100 * delta:+.1f} | {r['asr']:.4f} | {nvt} | {r['seconds']:.0f} | {'met' if ok else 'missed'} |"
+            f"| {r['attack']} | {seed}{r['target']} | {r['epochs']} | {settings} | {r['ba']:.4f} | "
+            f"{r['clean_ba']:.4f} | {100 * delta:+.1f} | {r['asr']:.4f} | {nvt} | {r['seconds']:.0f} | "
+            f"{'met' if met(r) else 'missed'} |"
         )
+    if multi:
+        print()
+        print("| attack | models | ASR mean | ASR worst | ΔBA mean | ΔBA worst | every cell met |")
+        print("|---|---|---|---|---|---|---|")
+        for name in dict.fromkeys(r["attack"] for r in rows):
+            mine = [r for r in rows if r["attack"] == name]
+            asr = [r["asr"] for r in mine]
+            delta = [100 * (r["ba"] - r["clean_ba"]) for r in mine]
+            print(
+                f"| {name} | {len(mine)} | {sum(asr) / len(asr):.4f} | {min(asr):.4f} | "
+                f"{sum(delta) / len(delta):+.1f} | {min(delta):+.1f} | {'yes' if all(map(met, mine)) else 'no'} |"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows}, f, indent=2)
-    return 0
+
+
+def met(row: dict[str, Any]) -> bool:
+    """The goal: ASR ≥ 0.9 with BA within 2 points of the clean model of the same recipe."""
+    return row["asr"] >= 0.9 and row["ba"] - row["clean_ba"] >= -0.02
 
 
 if __name__ == "__main__":
