@@ -82,6 +82,7 @@ class IAD(PerBatchAttack):
     loss λ_norm·mean(ReLU(M(x) − mask_density)) + λ_div·diversity; then M is frozen.
     Per batch: `poison_rate` (0.1) backdoor samples, `cross_rate` (0.1) cross samples carrying
     ANOTHER image's trigger with their true label, the rest clean; loss CE + λ_div·diversity(G).
+    G draws the backdoor and the cross triggers in one pass, so its BatchNorm sees a mixed batch.
     G: Adam lr `lr_g` (0.01, betas 0.5/0.9), ÷10 at the `g_milestones` fractions of the epochs
     (the official [75, 100, 125, 150] of 200). Generator size: `gen_channels`/`gen_steps`
     default to the official MNIST net (16, 2) below 32 pixels, else the CIFAR net (32, 3).
