@@ -164,7 +164,7 @@ def test_mitigation_removes_badnets(zoo, clean) -> None:  # type: ignore[no-unty
     assert evaluate(ckpt.model, zoo.test, ckpt.attack, device="cpu").asr > 0.9  # the original is untouched
 
 
-def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo) -> None:  # type: ignore[no-untyped-def]
+def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo, capsys) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "models"
     folder.mkdir()
     for name in ("badnets", "clean"):
@@ -177,6 +177,12 @@ def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo) -> None:  # ty
     assert rows["badnets.safetensors"]["backdoored"] and rows["badnets.safetensors"]["target"] == 3
     assert not rows["clean.safetensors"]["backdoored"]
     assert main(["detect", str(folder / "clean.safetensors"), "--clean-samples", "50", "-q"]) == 2
+    # --preset names a preset of whichever detector runs; one it lacks is one line, exit 2
+    bad = ["detect", str(folder / "clean.safetensors"), "--detector", "nc", "--preset", "gpu", "-q"]
+    assert main(bad) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: detector 'nc' has no preset 'gpu'; choose one of paper, cpu"
+    )
     cleaned = tmp_path / "cleaned.safetensors"
     code = main(["mitigate", str(folder / "badnets.safetensors"), "--out", str(cleaned), "--budget", "0.1",
                  "--param", "clean_samples=600", "--test-subset", "500", "-q"])  # fmt: skip
