@@ -479,3 +479,23 @@ def test_preview_of_a_trained_checkpoint(zoo: Zoo, tmp_path: Path) -> None:
     zoo.get("badnets")
     assert main(["attack", "preview", "--model", str(zoo.path("badnets")), "--n", "2", "--out", str(out)]) == 0
     assert out.exists()
+
+
+def test_a_changed_attack_training_renews_only_its_own_cache_keys() -> None:
+    """IAD's and SSDT's training changed (one generator pass); their cached models must not be reused,
+    while every other attack's recipe and bench keys stay what they were."""
+    from ban.bench.plan import ModelJob
+    from ban.recipe import Recipe
+
+    assert create_attack("ssdt").training_version == create_attack("iad").training_version == 2
+    assert Recipe(attack="ssdt").describe()["attack_version"] == 2
+    assert all("attack_version" not in Recipe(attack=a).describe() for a in ATTACKS if a not in ("iad", "ssdt"))
+    job = {"group": "g", "arch": "resnet18", "width": 0.25, "arch_label": "r", "seed": 1}
+    job |= {"attack_params": {}, "recipe": {}, "data": {}}
+    keys = {a: ModelJob(attack=a, **job).key for a in ("badnets", "iad")}
+    # version 1 hashes exactly as before the version existed; version 2 does not
+    plain = {"arch": "resnet18", "width": 0.25, "seed": 1, "attack_params": {}, "recipe": {}, "data": {}}
+    from ban.bench.plan import content_key
+
+    assert keys["badnets"] == content_key({**plain, "attack": "badnets"})
+    assert keys["iad"] != content_key({**plain, "attack": "iad"})

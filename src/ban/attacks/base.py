@@ -47,6 +47,9 @@ class Attack(nn.Module):
     """
 
     name: ClassVar[str] = "attack"
+    #: bump when a change of this attack's training code alters the models it makes: cached models
+    #: (recipe and bench keys carry the version when it is not 1) are then trained again
+    training_version: ClassVar[int] = 1
     #: default fraction of training data (or of each batch) that is poisoned
     default_poison_rate: ClassVar[float] = 0.1
     #: named sets of constructor arguments (`create_attack(name, preset="cpu")`, `-p preset=cpu`);

@@ -96,6 +96,7 @@ class IAD(PerBatchAttack):
     """
 
     name: ClassVar[str] = "iad"
+    training_version: ClassVar[int] = 2  # 2: one generator pass over the backdoor and cross sources
     default_poison_rate: ClassVar[float] = 0.1
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"mask_epochs": 5, "poison_rate": 0.2}}
 
