@@ -253,8 +253,9 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, multi: boo
 
 
 def met(row: dict[str, Any]) -> bool:
-    """The goal: ASR ≥ 0.9 with BA within 2 points of the clean model of the same recipe."""
-    return row["asr"] >= 0.9 and row["ba"] - row["clean_ba"] >= -0.02
+    """The goal: ASR ≥ 0.9 with BA within 2 points of the clean model of the same recipe (rates are
+    float32 counts, so 180 of 200 reads 0.89999998: compared at 6 decimals)."""
+    return round(row["asr"], 6) >= 0.9 and round(row["ba"] - row["clean_ba"], 6) >= -0.02
 
 
 if __name__ == "__main__":
