@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ban.attacks import attack_class
+from ban.attacks import version_fields
 from ban.data import ImageData, balanced_sample, defender_split, load_dataset
 from ban.train import TrainConfig
 
@@ -84,9 +84,7 @@ class Recipe:
         if self.attack is not None:
             out["attack"] = self.attack
             out["attack_params"] = dict(self.attack_params)
-            version = attack_class(self.attack).training_version
-            if version != 1:  # a model of older training code is not reused
-                out["attack_version"] = version
+            out |= version_fields(self.attack)  # a model of older training code is not reused
         skip = {*CORE, "attack", "attack_params", "subset", "test_subset"}
         for f in fields(self):
             if f.name in skip:

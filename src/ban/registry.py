@@ -17,6 +17,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def preset_values(who: str, presets: Mapping[str, dict[str, Any]], preset: str) -> dict[str, Any]:
+    """The settings of `who`'s preset `preset`; a name it lacks is a BanError listing its presets."""
+    if preset in presets:
+        return dict(presets[preset])
+    if not presets:
+        raise BanError(f"{who} has no presets; drop preset={preset}")
+    raise BanError(f"{who} has no preset '{preset}'; choose one of {', '.join(presets)}")
+
+
 def normalize(name: str) -> str:
     """The lookup key of a name: lower case, no surrounding spaces, `_` read as `-`."""
     return name.strip().lower().replace("_", "-")

@@ -14,7 +14,7 @@ from ban.attacks.implant import IMPLANT_ASR, implant_warning
 from ban.attacks.ssdt import SSDT
 from ban.attacks.wanet import WaNet
 from ban.errors import BanError
-from ban.registry import Registry
+from ban.registry import Registry, preset_values
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 ATTACKS.register_named(BadNets, Blend, WaNet, IAD, Bpp, AdapBlend, SSDT)
@@ -41,14 +41,16 @@ def resolve_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     if preset is None:
         return {k: v for k, v in params.items() if k != "preset"}
     cls = attack_class(name)
-    if preset not in cls.PRESETS:
-        if not cls.PRESETS:
-            raise BanError(f"attack '{cls.name}' has no presets; drop preset={preset}")
-        have = ", ".join(sorted(cls.PRESETS))
-        raise BanError(f"attack '{cls.name}' has no preset '{preset}'; choose one of {have}")
-    values = cls.PRESETS[preset]
+    values = preset_values(f"attack '{cls.name}'", cls.PRESETS, preset)
     explicit = {k: v for k, v in params.items() if v is not None or k not in values}
     return {**values, **explicit}
+
+
+def version_fields(name: str | None) -> dict[str, int]:
+    """What a model's cache key adds for its attack's training code: `attack_version` when it is not 1
+    (keys of version-1 attacks and of clean models stay what they were before versions existed)."""
+    version = attack_class(name).training_version if name is not None else 1
+    return {"attack_version": version} if version != 1 else {}
 
 
 def create_attack(name: str, **params: Any) -> Attack:
@@ -77,4 +79,5 @@ __all__ = [
     "list_attacks",
     "preset_lines",
     "resolve_params",
+    "version_fields",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ban.attacks import attack_class
+from ban.attacks import version_fields
 from ban.bench.spec import ArchSpec, AttackSpec, BenchSpec, MethodSpec
 
 CLEAN = "clean"
@@ -46,19 +46,18 @@ class ModelJob:
     key: str = ""
 
     def __post_init__(self) -> None:
-        described: dict[str, Any] = {
-            "arch": self.arch,
-            "width": self.width,
-            "seed": self.seed,
-            "attack": self.attack,
-            "attack_params": self.attack_params,
-            "recipe": self.recipe,
-            "data": self.data,
-        }
-        version = attack_class(self.attack).training_version if self.attack is not None else 1
-        if version != 1:  # a model of older training code is not reused (keys of version 1 unchanged)
-            described["attack_version"] = version
-        self.key = content_key(described)
+        self.key = content_key(
+            {
+                "arch": self.arch,
+                "width": self.width,
+                "seed": self.seed,
+                "attack": self.attack,
+                "attack_params": self.attack_params,
+                "recipe": self.recipe,
+                "data": self.data,
+                **version_fields(self.attack),  # a model of older training code is not reused
+            }
+        )
 
     @property
     def id(self) -> str:

@@ -28,6 +28,7 @@ from ban.clean_data import CleanData
 from ban.deadline import Deadline
 from ban.errors import BanError
 from ban.model_fit import check_model_fits
+from ban.registry import preset_values
 from ban.utils import atomic_write_text, resolve_device, versions
 
 
@@ -173,13 +174,10 @@ class Detector:
         self.device = device
         self.quiet = quiet
         self.preset = str(settings.get("preset", "paper"))
-        if self.preset not in self.PRESETS:
-            raise BanError(
-                f"detector '{self.name}' has no preset '{self.preset}'; choose one of {', '.join(self.PRESETS)}"
-            )
+        values = preset_values(f"detector '{self.name}'", self.PRESETS, self.preset)
         if "preset" not in {f.name for f in dataclasses.fields(self.Settings)}:
             settings = {k: v for k, v in settings.items() if k != "preset"}
-        self.config = self.Settings.build(f"detector '{self.name}'", {**self.PRESETS[self.preset], **settings})
+        self.config = self.Settings.build(f"detector '{self.name}'", {**values, **settings})
         self.deadline = Deadline(None)
 
     @property

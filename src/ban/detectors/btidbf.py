@@ -157,5 +157,3 @@ class BTIDBFStar(BTIDBF):
 
     name: ClassVar[str] = "btidbf-star"
     Settings: ClassVar[type[DetectorSettings]] = BTIDBFStarSettings
-    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"n_samples": 500, "filters": 8, "blocks": 3}}

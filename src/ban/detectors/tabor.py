@@ -79,8 +79,6 @@ class Tabor(NeuralCleanse):
 
     name: ClassVar[str] = "tabor"
     Settings: ClassVar[type[DetectorSettings]] = TaborSettings
-    #: cpu: smaller samples and networks for CPU runs (benchmarks/detectors.py; the budget scales epochs on top)
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "cpu": {"n_samples": 100, "batch_size": 32}}
     config: TaborSettings
 
     def extra_loss(self) -> ExtraLoss | None:

@@ -37,8 +37,7 @@ def roc_figure(by_detector: dict[str, list[dict[str, Any]]], path: Path) -> Path
     ax.set_ylim(-0.01, 1.01)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def heatmap_figure(
@@ -69,5 +68,4 @@ def heatmap_figure(
     ax.set_title("models detected with the right target")
     fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -28,6 +28,7 @@ from ban.evaluate import EvalReport, evaluate
 from ban.mitigations.finetune_loop import FineTuneConfig, Objective, fine_tune
 from ban.mitigations.settings import MitigationSettings
 from ban.model_fit import check_model_fits
+from ban.registry import preset_values
 from ban.utils import make_generator, resolve_device, versions
 
 if TYPE_CHECKING:
@@ -77,15 +78,12 @@ class Mitigation:
     params: MitigationSettings
 
     def __init__(self, *, preset: str = "paper", **settings: Any) -> None:
-        if preset not in self.PRESETS:
-            raise BanError(
-                f"mitigation '{self.name}' has no preset '{preset}'; choose one of {', '.join(self.PRESETS)}"
-            )
+        values = preset_values(f"mitigation '{self.name}'", self.PRESETS, preset)
         unknown = sorted(set(settings) - set(self.Settings.names()))
         if unknown:
             known = ", ".join(self.Settings.names())
             raise BanError(f"mitigation '{self.name}' has no setting {', '.join(unknown)}; its settings: {known}")
-        self.params = self.Settings(**{**self.PRESETS[preset], **settings})
+        self.params = self.Settings(**{**values, **settings})
 
     @property
     def seed(self) -> int:
