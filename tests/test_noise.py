@@ -141,3 +141,28 @@ def test_recalibrated_statistics_are_the_noisy_networks_own() -> None:
     recalibrate_running_stats(net, x, batch_size=16)  # the same images without noise
     assert not torch.allclose(net[4].running_mean, noisy_mean, atol=1e-3)
     assert recalibrate_running_stats(nn.Sequential(nn.Linear(3, 2)), torch.randn(4, 3)) == 0
+
+
+@pytest.mark.parametrize("net_fn", [_bn_net, _plain_net])
+def test_noise_groups_equal_one_noise_per_group_and_depth_keeps_the_first_layers(net_fn) -> None:
+    net, x = net_fn(), torch.rand(6, 1, 8, 8)
+    grouped = NeuronNoise(net, eps=0.3, groups=3, depth=2)
+    single = NeuronNoise(net, eps=0.3, depth=2)
+    assert grouped.layers == single.layers == NeuronNoise(net).layers[:2]
+    assert all(d.shape[0] == 3 for d in grouped.delta)
+    grouped.reset(random=True, generator=torch.Generator().manual_seed(0))
+    with grouped.applied():
+        together = net(x).detach()
+    parts = []
+    for g in range(3):  # group g's noise on its own two images gives the same outputs
+        with torch.no_grad():
+            for mine, theirs in zip(single.noise_tensors(), grouped.noise_tensors(), strict=True):
+                mine.copy_(theirs[g])
+        with single.applied():
+            parts.append(net(x[2 * g : 2 * g + 2]).detach())
+    assert torch.allclose(together, torch.cat(parts), atol=1e-5)
+    assert not torch.allclose(parts[0], parts[1], atol=1e-3)  # the groups' noises differ
+    with pytest.raises(BanError, match="noise groups"), grouped.applied():
+        net(x[:5])  # 5 images do not split into 3 groups
+    with pytest.raises(BanError, match="groups and depth"):
+        NeuronNoise(net, groups=0)

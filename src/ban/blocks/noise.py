@@ -18,10 +18,13 @@ so removing the hooks gives outputs bit-identical to before, in train or eval mo
 
 API
 ---
-``noise = NeuronNoise(model, eps=0.3, layers="auto" | "norm" | "weights", use_mask=False)``
+``noise = NeuronNoise(model, eps=0.3, layers="auto" | "norm" | "weights", use_mask=False, groups=1, depth=None)``
     finds the layers (``noise.kind`` says which) and holds δ, ξ (and m when ``use_mask``) as
     plain tensors, one per layer, on the model's device. Raises BanError when there is nothing
-    to perturb.
+    to perturb. ``depth=n`` keeps only the first n layers in module order (the input side).
+    ``groups=G`` holds G independent noises (δ, ξ of shape G×C): a batch of G·n images is read as
+    G consecutive groups of n, and group g gets noise g — G searches (one per target class, say)
+    in one forward pass. It needs eval-mode BatchNorm (train mode would mix the groups' statistics).
 ``with noise.applied(): model(x)``
     hooks on for the block, off afterwards (``attach()`` / ``detach()`` do the same by hand).
     ``noise.noise_on = False`` keeps the hooks (and the mask m) but uses δ = ξ = 0 — ANP's
@@ -86,18 +89,32 @@ def _shape_for(module: nn.Module, t: Tensor, out: Tensor) -> Tensor:
 class NeuronNoise:
     """Per-neuron multiplicative noise on a model, applied by forward hooks (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, eps: float = 0.3, layers: str = "auto", use_mask: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 0.3,
+        layers: str = "auto",
+        use_mask: bool = False,
+        groups: int = 1,
+        depth: int | None = None,
+    ) -> None:
         if layers not in LAYER_CHOICES:
             raise BanError(f"unknown noise layers '{layers}'; choose one of {', '.join(LAYER_CHOICES)}")
         if eps < 0:
             raise BanError(f"noise bound eps must be >= 0, got {eps}")
+        if groups < 1 or (depth is not None and depth < 1):
+            raise BanError(f"noise groups and depth must be >= 1, got groups={groups}, depth={depth}")
+        if groups > 1 and use_mask:
+            raise BanError("a neuron mask (ANP) is one per network; it cannot be combined with noise groups")
         self.model = model
         self.eps = float(eps)
+        self.groups = int(groups)
         norms = norm_layers(model) if layers in ("auto", "norm") else []
         if norms:
             self.kind, self.layers = "norm", norms
         else:
             self.kind, self.layers = "weights", (weight_layers(model) if layers in ("auto", "weights") else [])
+        self.layers = self.layers[:depth]
         if not self.layers:
             raise BanError(
                 f"model {type(model).__name__} has no normalisation layer with affine parameters and no conv/linear "
@@ -106,9 +123,10 @@ class NeuronNoise:
         self.delta: list[Tensor] = []
         self.xi: list[Tensor | None] = []
         self.mask: list[Tensor] | None = [] if use_mask else None
+        lead = (self.groups,) if self.groups > 1 else ()
         for layer in self.layers:
             w = layer.weight
-            channels = w.shape if self.kind == "norm" else w.shape[:1]
+            channels = lead + tuple(w.shape if self.kind == "norm" else w.shape[:1])
             self.delta.append(torch.zeros(channels, device=w.device, dtype=w.dtype, requires_grad=True))
             self.xi.append(
                 torch.zeros(channels, device=w.device, dtype=w.dtype, requires_grad=True)
@@ -169,6 +187,8 @@ class NeuronNoise:
     # ---- the hooks ---------------------------------------------------------------------------
     def _hook(self, i: int) -> Any:
         def hook(module: nn.Module, _inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
+            if self.groups > 1:
+                return self._grouped(i, module, out)
             coef = self.mask[i] - 1 if self.mask is not None else None
             if self.noise_on:
                 coef = self.delta[i] if coef is None else coef + self.delta[i]
@@ -185,6 +205,27 @@ class NeuronNoise:
             return out + _shape_for(module, coef, out) * base
 
         return hook
+
+    def _grouped(self, i: int, module: nn.Module, out: Tensor) -> Tensor:
+        """The hook for G noise groups: output viewed as G×n×..., the same identity per group."""
+        if not self.noise_on:
+            return out
+        if out.shape[0] % self.groups:
+            raise BanError(f"a batch of {out.shape[0]} images does not split into {self.groups} noise groups")
+        grouped = out.view(self.groups, out.shape[0] // self.groups, *out.shape[1:])
+
+        def per_group(t: Tensor) -> Tensor:  # G×C (or 1×C) -> G×1×C(×1…) against the grouped output
+            if isinstance(module, (nn.LayerNorm, nn.Linear)):
+                return t.view(t.shape[0], 1, *t.shape[1:])
+            return t.view(t.shape[0], 1, -1, *([1] * (out.dim() - 2)))
+
+        bias = module.bias
+        b = 0.0 if bias is None else per_group(bias.unsqueeze(0))
+        new = grouped + per_group(self.delta[i]) * (grouped - b)
+        xi = self.xi[i]
+        if self.kind == "norm" and xi is not None and bias is not None:
+            new = new + per_group(xi * bias)
+        return new.reshape(out.shape)
 
     def attach(self) -> None:
         """Switch the noise on (register the hooks); idempotent."""
