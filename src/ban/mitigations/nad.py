@@ -11,7 +11,14 @@ Defaults from the official code (github bboylyg/NAD, ``config.py``/``main.py``/`
 epochs 0–1, 0.01 from epoch 2, 1e-4 from epoch 20; β = 5000 on the last stage only
 (β1 = β2 = 0), p = 2; 5% clean data; the teacher is fine-tuned for 10 epochs (README: "5~10",
 BackdoorBench ``te_epochs: 10``) with the same recipe and β = 0. ``budget`` scales both epoch
-counts and the schedule's milestones together.
+counts and the schedule's milestones together. ``crop_pad`` (default 4, the official crop) is the
+augmentation's padding, as in FT-SAM.
+
+The loss is the official ``at.py`` term exactly: the MSE averages over batch and H×W positions, β
+multiplies it once (checked against Zagoruyko's ``normalize(f.pow(p).mean(1).view(N, -1))`` form in
+tests/test_mitigations.py). On ban's small CNN that term at β = 5000 starts at 6–8 against a CE of
+~1 and its gradient is ~20× CE's, so the official β collapses BA there (measured 2026-12-03,
+docs/mitigations.md, NAD).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def attention_map(f: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
 
 
 def attention_loss(f_student: Tensor, f_teacher: Tensor, p: float = 2.0) -> Tensor:
-    """MSE between the student's and the teacher's attention maps."""
+    """MSE between the student's and the teacher's attention maps (mean over N×H×W, as ``F.mse_loss`` in at.py)."""
     return F.mse_loss(attention_map(f_student, p), attention_map(f_teacher, p))
 
 
@@ -52,6 +59,7 @@ class NADSettings(FineTuneSettings):
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 1e-4
+    crop_pad: int = 4
     beta: float = 5000.0
     p: float = 2.0
 
