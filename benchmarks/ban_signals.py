@@ -61,6 +61,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "mask_batches": 20,
     },
     "paper-mask-100ep": {"preset": "paper", "mask_epochs": 100},
+    # the mask alone at the official code's 400 steps (20 drawn batches per epoch) on cached eval-mode
+    # features, no noise: what the (1 - m) collapse says without BAN's noise (2026-12-03)
+    "paper-mask20-eps0": {"preset": "paper", "mask_batches": 20, "eps": 0.0},
     "paper-mask-100ep-eps0": {"preset": "paper", "mask_epochs": 100, "eps": 0.0},  # ablation: mask only
     # the ablation "mask only": no noise at all (eps 0), same mask learning
     "paper-train-mask-1pass-eps0": {

@@ -13,6 +13,9 @@ checkpoint's metadata by this evaluator, never passed to the search.
 
 Usage: python benchmarks/ban_targeted.py runs/fmnist-r18 --out runs/fmnist-r18/targeted.jsonl --depth 5 --eps 0.1,0.2
 Resumable: (model, depth, eps) lines already in OUT are skipped.
+`--summary` reads OUT and prints, per (depth, eps), the working backdoors (ASR >= 0.8) flagged with the
+right target, the clean models flagged (score > `--threshold`) and the AUROC, for two scores: the best
+class's reach, and its gap to the second best.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +73,32 @@ def targeted_reach(
     return reach.tolist(), ce.tolist()
 
 
+def summary(rows: list[dict[str, Any]], threshold: float, min_asr: float = 0.8) -> None:
+    """Per (depth, eps): right-target detections, clean flagged and AUROC of each score."""
+    from sklearn.metrics import roc_auc_score
+
+    scores: dict[str, Callable[[list[float]], float]] = {
+        "best reach": lambda r: sorted(r)[-1],
+        "gap to 2nd": lambda r: sorted(r)[-1] - sorted(r)[-2],
+    }
+    for key in sorted({(r["depth"], r["eps"]) for r in rows}):
+        sel = [r for r in rows if (r["depth"], r["eps"]) == key]
+        bd = [r for r in sel if r["attack"] and (r["asr"] or 0) >= min_asr]
+        clean = [r for r in sel if not r["attack"]]
+        for name, fn in scores.items():
+            def best(r: dict[str, Any]) -> int:
+                return max(range(len(r["reach"])), key=r["reach"].__getitem__)
+
+            right = sum(fn(r["reach"]) > threshold and best(r) == r["target"] for r in bd)
+            fp = sum(fn(r["reach"]) > threshold for r in clean)
+            labels = [1] * len(bd) + [0] * len(clean)
+            values = [fn(r["reach"]) for r in bd + clean]
+            auc = roc_auc_score(labels, values) if bd and clean else float("nan")
+            top = max((fn(r["reach"]) for r in clean), default=float("nan"))
+            print(f"depth {key[0]} eps {key[1]} {name:>10}: right {right}/{len(bd)}, clean flagged {fp}/{len(clean)}, "
+                  f"AUROC {auc:.3f}, highest clean {top:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path, help="a `ban bench run` folder (its models/*.safetensors)")
@@ -79,7 +110,12 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summary", action="store_true", help="summarise OUT instead of running")
+    ap.add_argument("--threshold", type=float, default=0.5)
     args = ap.parse_args()
+    if args.summary:
+        summary([json.loads(line) for line in args.out.read_text().splitlines()], args.threshold)
+        return
     torch.set_num_threads(args.threads)
     depth = args.depth or None
     eps_list = [float(e) for e in args.eps.split(",") if e]
