@@ -48,9 +48,18 @@ def pooled_others(conf: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def flip_share(conf: torch.Tensor) -> torch.Tensor:
+    """Share of the misclassified images (off the diagonal) predicted t: where the flips go, whatever
+    their number. A weak noise that flips few images scores as high as a strong one if they all go to t."""
+    off = conf.double().clone()
+    off.fill_diagonal_(0)
+    return off.sum(0) / off.sum().clamp_min(1)
+
+
 RULES: dict[str, Rule] = {
     "pooled": pooled_scores,
     "pooled-others": pooled_others,
+    "flips": flip_share,
     "min": quantile_rule(0.0),
     "q125": quantile_rule(0.125),
     "q25": quantile_rule(0.25),
