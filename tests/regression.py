@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -33,3 +34,24 @@ def numbers_checksum(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return abs(float(value))
     return 0.0
+
+
+def weights_fingerprint(model: torch.nn.Module) -> float:
+    """Σ|w| over every floating-point tensor of the state dict, in float64: which trained model this is."""
+    return math.fsum(float(t.double().abs().sum()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def require_recorded_model(model: torch.nn.Module, recorded: float, rerecord: str) -> None:
+    """Skip a lock whose values were recorded on another zoo model.
+
+    The zoo trains its models on the machine that runs the tests; another CPU's float kernels (or
+    another torch build) give other weights from the same recipe, and every locked number moves with
+    them although no code changed (measured 2026-12-03: the BadNets recipe trained on an AMD EPYC
+    differs from the model the locks were first recorded on). A lock speaks only for its model.
+    """
+    got = weights_fingerprint(model)
+    if not math.isclose(got, recorded, rel_tol=1e-9):
+        pytest.skip(
+            f"the zoo's BadNets model here (weights Σ|w| {got:.9g}) is not the one this lock was recorded on "
+            f"({recorded:.9g}): another CPU or torch build trained it; re-record with `{rerecord}`"
+        )
