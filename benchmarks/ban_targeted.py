@@ -27,10 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.bench.metrics import auroc
 from ban.blocks.noise import NeuronNoise
 from ban.checkpoint import load_model
 from ban.utils import eval_mode
@@ -73,10 +75,13 @@ def targeted_reach(
     return reach.tolist(), ce.tolist()
 
 
+def best_class(reach: list[float]) -> int:
+    """The most reachable class."""
+    return max(range(len(reach)), key=reach.__getitem__)
+
+
 def summary(rows: list[dict[str, Any]], threshold: float, min_asr: float = 0.8) -> None:
     """Per (depth, eps): right-target detections, clean flagged and AUROC of each score."""
-    from sklearn.metrics import roc_auc_score
-
     scores: dict[str, Callable[[list[float]], float]] = {
         "best reach": lambda r: sorted(r)[-1],
         "gap to 2nd": lambda r: sorted(r)[-1] - sorted(r)[-2],
@@ -86,14 +91,11 @@ def summary(rows: list[dict[str, Any]], threshold: float, min_asr: float = 0.8) 
         bd = [r for r in sel if r["attack"] and (r["asr"] or 0) >= min_asr]
         clean = [r for r in sel if not r["attack"]]
         for name, fn in scores.items():
-            def best(r: dict[str, Any]) -> int:
-                return max(range(len(r["reach"])), key=r["reach"].__getitem__)
-
-            right = sum(fn(r["reach"]) > threshold and best(r) == r["target"] for r in bd)
+            right = sum(fn(r["reach"]) > threshold and best_class(r["reach"]) == r["target"] for r in bd)
             fp = sum(fn(r["reach"]) > threshold for r in clean)
             labels = [1] * len(bd) + [0] * len(clean)
             values = [fn(r["reach"]) for r in bd + clean]
-            auc = roc_auc_score(labels, values) if bd and clean else float("nan")
+            auc = auroc(np.array(labels), np.array(values)) if bd and clean else float("nan")
             top = max((fn(r["reach"]) for r in clean), default=float("nan"))
             print(f"depth {key[0]} eps {key[1]} {name:>10}: right {right}/{len(bd)}, clean flagged {fp}/{len(clean)}, "
                   f"AUROC {auc:.3f}, highest clean {top:.2f}")
@@ -145,7 +147,7 @@ def main() -> None:
             }
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            best = max(range(len(reach)), key=reach.__getitem__)
+            best = best_class(reach)
             print(f"{path.stem} t={row['target']} depth={args.depth} eps={eps}: best {best} {reach[best]:.2f} | "
                   + " ".join(f"{v:.2f}" for v in reach) + f" ({row['seconds']:.1f} s)", flush=True)
 
