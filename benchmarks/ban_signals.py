@@ -73,6 +73,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "mask_train_mode": True,
     },
     "faithful": {"preset": "faithful"},
+    # twice the paper's eps with its train-mode noise; one mask epoch (the no-mask statistic ignores the mask):
+    # does a stronger noise reach the target on ResNet18? (2026-12-03)
+    "paper-eps0.6-mask1": {"preset": "paper", "eps": 0.6, "mask_epochs": 1},
 }
 
 

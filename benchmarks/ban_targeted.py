@@ -53,8 +53,16 @@ def other_class_images(y: Tensor, k: int, n: int, g: torch.Generator) -> Tensor:
 
 
 def targeted_reach(
-    model: nn.Module, x: Tensor, y: Tensor, k: int, eps: float, steps: int, depth: int | None,
-    n_opt: int, n_eval: int, g: torch.Generator,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    eps: float,
+    steps: int,
+    depth: int | None,
+    n_opt: int,
+    n_eval: int,
+    g: torch.Generator,
 ) -> tuple[list[float], list[float]]:
     """(reach per class, mean CE to the class) after one targeted noise search per class."""
     perm = torch.randperm(len(x), generator=g)
@@ -97,8 +105,10 @@ def summary(rows: list[dict[str, Any]], threshold: float, min_asr: float = 0.8) 
             values = [fn(r["reach"]) for r in bd + clean]
             auc = auroc(np.array(labels), np.array(values)) if bd and clean else float("nan")
             top = max((fn(r["reach"]) for r in clean), default=float("nan"))
-            print(f"depth {key[0]} eps {key[1]} {name:>10}: right {right}/{len(bd)}, clean flagged {fp}/{len(clean)}, "
-                  f"AUROC {auc:.3f}, highest clean {top:.2f}")
+            print(
+                f"depth {key[0]} eps {key[1]} {name:>10}: right {right}/{len(bd)}, clean flagged {fp}/{len(clean)}, "
+                f"AUROC {auc:.3f}, highest clean {top:.2f}"
+            )
 
 
 def main() -> None:
@@ -140,16 +150,27 @@ def main() -> None:
                 ckpt.model, clean.x, clean.y, clean.num_classes, eps, args.steps, depth, args.n_opt, args.n_eval, g
             )
             row = {
-                "model": path.stem, "attack": attack.get("name"),
-                "target": (attack.get("params") or {}).get("target"), "asr": ckpt.meta.get("asr"),
-                "depth": args.depth, "eps": eps, "steps": args.steps, "n_opt": args.n_opt,
-                "reach": reach, "ce": ce, "seconds": time.perf_counter() - t0,
+                "model": path.stem,
+                "attack": attack.get("name"),
+                "target": (attack.get("params") or {}).get("target"),
+                "asr": ckpt.meta.get("asr"),
+                "depth": args.depth,
+                "eps": eps,
+                "steps": args.steps,
+                "n_opt": args.n_opt,
+                "reach": reach,
+                "ce": ce,
+                "seconds": time.perf_counter() - t0,
             }
             with args.out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             best = best_class(reach)
-            print(f"{path.stem} t={row['target']} depth={args.depth} eps={eps}: best {best} {reach[best]:.2f} | "
-                  + " ".join(f"{v:.2f}" for v in reach) + f" ({row['seconds']:.1f} s)", flush=True)
+            print(
+                f"{path.stem} t={row['target']} depth={args.depth} eps={eps}: best {best} {reach[best]:.2f} | "
+                + " ".join(f"{v:.2f}" for v in reach)
+                + f" ({row['seconds']:.1f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

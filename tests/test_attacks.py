@@ -331,7 +331,7 @@ def test_every_parameter_can_be_set_from_key_value_pairs() -> None:
 # ---------------------------------------------------------------- presets and implant warnings
 def test_cpu_presets_fill_in_their_values_and_explicit_parameters_win() -> None:
     with_cpu = {name for name in ALL if "cpu" in ATTACKS[name].PRESETS}
-    assert with_cpu == {"wanet", "iad", "bpp", "ssdt"}
+    assert with_cpu == {"wanet", "iad", "bpp", "ssdt", "adap-blend"}
     for name in with_cpu:
         paper, cpu = create_attack(name), create_attack(name, preset="cpu")
         values = ATTACKS[name].PRESETS["cpu"]
@@ -348,7 +348,7 @@ def test_cpu_presets_fill_in_their_values_and_explicit_parameters_win() -> None:
     ssdt = create_attack("ssdt", preset="cpu", victim=3, target=4)
     assert (ssdt.mask_epochs, ssdt.victim, ssdt.g_milestones) == (5, 3, create_attack("ssdt").g_milestones)
     lines = preset_lines()
-    assert len(lines) == 4 and "  wanet -p preset=cpu: s=1.0, cross_ratio=1.0, poison_rate=0.15" in lines
+    assert len(lines) == 5 and "  wanet -p preset=cpu: s=1.0, cross_ratio=1.0, poison_rate=0.15" in lines
 
 
 def test_implant_warning_names_the_attack_the_asr_and_what_helps() -> None:

@@ -67,23 +67,19 @@ def test_flags_a_per_batch_attack(zoo, clean) -> None:  # type: ignore[no-untype
     assert sum(r > 0.5 for i, r in enumerate(rates) if i != v.target) >= 5  # most other classes go to the target
 
 
-def test_recalibrated_statistics_decide_a_clean_model_that_mixed_statistics_flag(zoo, clean) -> None:  # type: ignore[no-untyped-def]
-    """Faithful preset: without recalibration the eval-mode network under noise keeps the running statistics of
-    earlier batches' noises; at this budget that collapses the clean model `clean` (measured 0.597 -> class 4);
-    with the noisy network's own statistics it passes (0.091). Measured with the per-class rule (the pooled
-    default gives 0.476 without recalibration: collapsing, but under the threshold)."""
-    det = {
-        r: create_detector("ban", preset="faithful", recalibrate_bn=r, rule="per-class", **FAST) for r in (False, True)
-    }
-    mixed, own = (det[r].detect(zoo.get("clean").model, clean) for r in (False, True))
-    assert own.settings["recalibrate_bn"] and not mixed.settings["recalibrate_bn"]
-    assert not own.backdoored  # the noisy network's own statistics pass the clean model on any machine
-    if not mixed.backdoored:  # the collapse is a property of the model this machine's zoo trained
-        pytest.skip(
-            f"this machine's clean zoo model does not collapse under mixed statistics ({mixed.score:.3f}; "
-            "measured 0.597 on the model of 2026-11-25, 0.391 on an AMD EPYC's, 2026-12-03)"
-        )
-    assert own.score < mixed.score
+def test_recalibrated_statistics_pass_a_clean_model(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    """Faithful preset with the noisy network's own BatchNorm statistics (recalibrated) passes the clean model.
+
+    Without recalibration the eval-mode network under noise keeps the running statistics of earlier batches'
+    noises: on the zoo model of 2026-11-25 that collapsed the clean model (0.597 -> class 4, per-class rule) and
+    recalibration passed it (0.091); on this workplace's AMD EPYC model (2026-12-03) the mixed statistics gave
+    0.391, under the threshold, so the comparison depends on the machine's model and is no longer run here (it
+    cost a second faithful scan). The recalibrated scan must pass a clean model on any machine."""
+    own = create_detector("ban", preset="faithful", recalibrate_bn=True, rule="per-class", **FAST).detect(
+        zoo.get("clean").model, clean
+    )
+    assert own.settings["recalibrate_bn"]
+    assert not own.backdoored and own.score <= own.threshold, own.details["histogram"]
 
 
 def test_per_class_rule_tells_a_sink_from_a_backdoor() -> None:

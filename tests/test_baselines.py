@@ -26,7 +26,8 @@ BASELINES = ("nc", "tabor", "featurere", "unicorn", "btidbf", "btidbf-star")
 # tiny settings: few images, few epochs, small UNets (the defaults are the papers')
 TINY = {
     "nc": {"n_samples": 100, "batch_size": 32, "epochs": 10},
-    "tabor": {"n_samples": 20, "batch_size": 20, "epochs": 4},
+    # Tabor at NC's settings: with 20 images and 4 epochs (its former setting) the masks do not separate
+    "tabor": {"n_samples": 100, "batch_size": 32, "epochs": 10},
     "featurere": {"n_samples": 20, "warmup_epochs": 2, "epochs": 3, "filters": 4, "blocks": 2},
     "unicorn": {"n_samples": 20, "pretrain_epochs": 2, "epochs": 2, "inner_steps": 2, "filters": 4, "blocks": 2},
     # measured (docs/detectors.md): at these settings seed 0 flags BadNets (target 3) and passes the clean model
@@ -49,8 +50,8 @@ def clean(zoo) -> CleanData:
     return CleanData.from_images(zoo.defender)
 
 
-def tiny(name: str) -> object:
-    return create_detector(name, seed=0, device="cpu", quiet=True, budget=1.0, **TINY[name])
+def tiny(name: str, seed: int = 0) -> object:
+    return create_detector(name, seed=seed, device="cpu", quiet=True, budget=1.0, **TINY[name])
 
 
 def assert_valid(v: Verdict, name: str) -> None:
@@ -59,7 +60,7 @@ def assert_valid(v: Verdict, name: str) -> None:
     assert v.target is None or 0 <= v.target < 10
     assert v.backdoored == (v.target is not None)
     assert math.isfinite(v.score) and math.isfinite(v.threshold)
-    assert v.seconds > 0 and v.seed == 0
+    assert v.seconds > 0 and v.seed in (0, 1)
     assert v.settings["budget"] == 1.0
     assert Verdict.from_dict(v.to_dict()) == v
 
@@ -131,28 +132,32 @@ def test_grouped_unet_is_independent_unets() -> None:
 
 
 # ---------------------------------------------------------------- end to end on the tiny models
-def test_nc_flags_badnets_with_its_target(zoo, clean, tmp_path) -> None:
-    """NC (official rule, threshold 2) flags the BadNets model and names class 3.
+@pytest.mark.parametrize(("name", "seed"), [("nc", 0), ("nc", 1), ("tabor", 0), ("tabor", 1)])
+def test_nc_and_tabor_flag_badnets_with_its_target(zoo, clean, tmp_path, name: str, seed: int) -> None:
+    """NC and Tabor (official MAD rule, threshold 2) flag the BadNets model and name class 3, at two seeds.
 
-    Measured: at this budget (100 images, 10 epochs, masks not yet converged) the anomaly index is
-    ≈ 2.7. Longer runs on fewer images shrink the natural classes' masks and bring the index down to
-    1.2–1.7, and a clean model gives ≈ 2.3 here (docs/detectors.md): NC's margin is thin.
+    Measured 2026-12-03 on this workplace's zoo model (one thread): anomaly index of class 3 NC 2.7 (seed 0) and
+    3.13 (seed 1), Tabor 2.81 and 2.54; class 6 (Shirt) is flagged too at both seeds, with a larger mask. At this
+    budget (100 images, 10 epochs) the masks have not converged: longer runs on fewer images bring NC's index down
+    to 1.2–1.7, and a clean model gives ≈ 2.3 here (docs/detectors.md): NC's margin is thin. Tabor at its
+    former setting (20 images, 4 epochs) flagged nothing (class 3's index 0.74 and 1.14).
     """
     model = zoo.get("badnets").model
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    det = tiny("nc")
-    v = det.detect(model, clean)
-    assert_valid(v, "nc")
+    v = tiny(name, seed).detect(model, clean)
+    assert_valid(v, name)
     norms = v.details["norms"]
+    assert v.seed == seed
     assert v.backdoored and v.target == 3, (v.score, norms)
     assert v.details["smallest_norm_class"] == 3 and v.details["flagged"][0] == 3
     assert norms[3] == min(norms)
     assert v.score > v.threshold
     for k, value in model.state_dict().items():  # the caller's model is untouched
         assert torch.equal(value, before[k])
-    paths = save_trigger_figures(v, tmp_path)
-    assert {p.name for p in paths} == {"nc_masks.png", "nc_patterns.png", "nc_triggers.png"}
-    assert all(p.stat().st_size > 0 for p in paths)
+    if seed == 0:
+        paths = save_trigger_figures(v, tmp_path)
+        assert {p.name for p in paths} == {f"{name}_masks.png", f"{name}_patterns.png", f"{name}_triggers.png"}
+        assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_btidbf_flags_badnets_with_its_target_and_passes_the_clean_model(zoo, clean, tmp_path) -> None:
@@ -178,7 +183,7 @@ def test_btidbf_flags_badnets_with_its_target_and_passes_the_clean_model(zoo, cl
     assert v.score > vc.score
 
 
-@pytest.mark.parametrize("name", ["tabor", "featurere", "unicorn", "btidbf-star"])
+@pytest.mark.parametrize("name", ["featurere", "unicorn", "btidbf-star"])
 def test_baseline_runs_end_to_end(zoo, clean, tmp_path, name: str) -> None:
     det = tiny(name)
     v = det.detect(zoo.get("badnets").model, clean)

@@ -28,6 +28,7 @@ CLEAN = 500  # defender images the tests hand to every method (ANP's paper defau
 # 2 steps; crop padding 2 (the zoo models were trained without augmentation, and the paper's pad 4
 # on 28-px images alone costs ~6 BA points: measured 0.817 -> 0.757 at pad 4, 0.770 at pad 2).
 FAST: dict[str, dict[str, Any]] = {
+    "ft": {"budget": 0.2},
     "fp": {"budget": 0.02},
     "ftsam": {"budget": 0.1, "crop_pad": 2},
     # ANP: no crop+flip here — the official pad 4 on 28-px images costs the clean zoo model 7 BA points
@@ -86,6 +87,22 @@ def test_removes_the_backdoor_and_keeps_accuracy(name: str, badnets: Any, clean:
     _, report = repaired(name, badnets, clean, zoo, **FAST[name])
     assert report.before is not None and report.after is not None and report.after.asr is not None
     assert report.after.asr < 0.20, f"{name}: ASR {report.after.asr:.3f} after repair"
+    assert report.after.ba >= report.before.ba - 0.05, f"{name}: BA {report.before.ba:.3f} -> {report.after.ba:.3f}"
+
+
+@pytest.mark.parametrize(("name", "drop"), [("ft", 0.2), ("fp", 0.3)])
+def test_fine_tuning_and_fine_pruning_lower_the_asr(
+    name: str, drop: float, badnets: Any, clean: CleanData, zoo: Any
+) -> None:
+    """Plain fine-tuning and Fine-Pruning weaken BadNets without removing it, at a small budget.
+
+    Measured 2026-12-03 on this workplace's zoo model (seed 0, 500 images, one thread): FT at budget 0.2 (20 of the
+    paper's 100 epochs) ASR 0.999 -> 0.646, BA 0.817 -> 0.794 (at 0.05: ASR 0.939); FP at budget 0.02 ASR
+    0.999 -> 0.430, BA 0.789. The asserted drops are about half and 60 % of those."""
+    _, report = repaired(name, badnets, clean, zoo, **FAST[name])
+    assert report.before is not None and report.after is not None
+    assert report.before.asr is not None and report.after.asr is not None
+    assert report.after.asr < report.before.asr - drop, f"{name}: ASR {report.before.asr:.3f} -> {report.after.asr:.3f}"
     assert report.after.ba >= report.before.ba - 0.05, f"{name}: BA {report.before.ba:.3f} -> {report.after.ba:.3f}"
 
 
