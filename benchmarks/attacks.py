@@ -190,7 +190,7 @@ def run_seed(args: argparse.Namespace, seed: int, multi: bool) -> list[dict[str,
     for name in names:
         setting = setting_for(name, args.recipe)
         epochs = args.epochs or setting["epochs"]
-        default_target = target_for(name, seed) if multi else args.target
+        default_target = target_for(name, seed) if args.seeds else args.target  # --seeds 300 alone too
         params = {"target": targets.get(name, default_target), **setting["params"], **extra.get(name, {})}
         if epochs not in clean:
             _, trained = fit(replace(base, epochs=epochs), f"clean-e{epochs}")

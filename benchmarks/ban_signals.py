@@ -73,6 +73,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "mask_train_mode": True,
     },
     "faithful": {"preset": "faithful"},
+    # how soon the mask alone collapses (1 - m): 1, 3 and 20 mask epochs of 20 drawn batches (20, 60, 400 steps) on
+    # cached eval-mode features, no noise (eps 0, one noise step, so BatchNorm's running statistics move alike)
+    "mask-steps20": {"preset": "paper", "mask_batches": 20, "mask_epochs": 1, "eps": 0.0, "steps": 1},
+    "mask-steps60": {"preset": "paper", "mask_batches": 20, "mask_epochs": 3, "eps": 0.0, "steps": 1},
+    "mask-steps400": {"preset": "paper", "mask_batches": 20, "mask_epochs": 20, "eps": 0.0, "steps": 1},
     # twice the paper's eps with its train-mode noise; one mask epoch (the no-mask statistic ignores the mask):
     # does a stronger noise reach the target on ResNet18? (2026-12-03)
     "paper-eps0.6-mask1": {"preset": "paper", "eps": 0.6, "mask_epochs": 1},

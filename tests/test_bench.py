@@ -136,6 +136,29 @@ def test_method_models_limits_a_method_to_the_first_models_of_each_group() -> No
         parse_spec(raw, "smoke")
 
 
+def test_method_groups_limit_a_method_to_the_named_groups() -> None:
+    """`groups: [...]` plans a method on those groups' models only; an unset `groups` keeps the fingerprint."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    before = parse_spec(raw, "smoke").fingerprint()
+    raw["detectors"].append({"name": "nc", "groups": ["clean"]})
+    raw["detectors"].append({"name": "tabor", "groups": ["badnets", "clean"], "models": 1})
+    spec = parse_spec(raw, "smoke")
+    detect = [t.job for t in plan_tasks(spec) if t.kind == "detect"]
+    assert sorted(j.model.group for j in detect if j.method == "nc") == ["clean", "clean"]
+    assert sorted((j.model.group, j.model.seed) for j in detect if j.method == "tabor") == [
+        ("badnets", spec.seed),
+        ("clean", spec.seed),
+    ]
+    assert len([j for j in detect if j.method == "ban"]) == 4  # the others are unchanged
+    raw["detectors"] = raw["detectors"][:-2]
+    assert parse_spec(raw, "smoke").fingerprint() == before
+    raw["detectors"].append({"name": "nc", "groups": ["badnets"]})
+    assert parse_spec(raw, "smoke").fingerprint() != before
+    raw["detectors"][-1]["groups"] = ["blend"]
+    with pytest.raises(BanError, match="names group 'blend' in 'groups'; choose from badnets, clean"):
+        parse_spec(raw, "smoke")
+
+
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [

@@ -171,9 +171,9 @@ def _method_job(
     return MethodJob(kind, model, m.name, m.column, m.kwargs(), m.clean_samples or default_n, seed)
 
 
-def _runs_on(method: MethodSpec, index: int) -> bool:
-    """Whether `method` runs on the model at `index` in its group (its `models` limit)."""
-    return method.models is None or index < method.models
+def _runs_on(method: MethodSpec, index: int, group: str) -> bool:
+    """Whether `method` runs on the model at `index` in `group` (its `models` limit and its `groups`)."""
+    return (method.models is None or index < method.models) and (method.groups is None or group in method.groups)
 
 
 def plan_tasks(spec: BenchSpec) -> list[Task]:
@@ -183,11 +183,11 @@ def plan_tasks(spec: BenchSpec) -> list[Task]:
         train = Task("train", model)
         tasks.append(train)
         index = model.seed - spec.seed  # position of the model in its group (model_jobs: seed = spec.seed + i)
-        for d in (d for d in spec.detectors if _runs_on(d, index)):
+        for d in (d for d in spec.detectors if _runs_on(d, index, model.group)):
             job = _method_job("detect", model, d, spec.clean_samples.detect, spec.seed)
             tasks.append(Task("detect", job, train.id))
         if model.backdoored:
-            for m in (m for m in spec.mitigations if _runs_on(m, index)):
+            for m in (m for m in spec.mitigations if _runs_on(m, index, model.group)):
                 job = _method_job("mitigate", model, m, spec.clean_samples.mitigate, spec.seed)
                 tasks.append(Task("mitigate", job, train.id))
     return tasks

@@ -77,7 +77,8 @@ class MethodSpec(_Strict):
     """A detector or mitigation with its settings; `clean_samples` overrides the spec-wide count.
 
     `models` limits a costly method to the first N models of every group (same N for each attack
-    and for the clean models, so detection accuracy stays balanced).
+    and for the clean models, so detection accuracy stays balanced); `groups` to the named groups
+    (attack rows, `clean`), e.g. a baseline's uncapped run on one BadNets and one clean model.
     """
 
     name: str
@@ -87,6 +88,9 @@ class MethodSpec(_Strict):
     clean_samples: int | None = Field(None, ge=1)
     models: int | None = Field(
         None, ge=1, description="run on the first N models of each attack and of the clean group (default: every model)"
+    )
+    groups: list[str] | None = Field(
+        None, min_length=1, description="run only on these groups: attack rows and/or 'clean' (default: every group)"
     )
 
     @property
@@ -180,6 +184,14 @@ class BenchSpec(_Strict):
             raise ValueError("attack label 'clean' is reserved for the clean models; choose another label")
         if not self.attacks and not self.clean_models:
             raise ValueError("the zoo is empty; list some attacks or set clean_models")
+        known = [a.row for a in self.attacks] + ["clean"]
+        for what, methods in (("detector", self.detectors), ("mitigation", self.mitigations)):
+            for m in methods:
+                unknown = [g for g in m.groups or [] if g not in known]
+                if unknown:
+                    raise ValueError(
+                        f"{what} '{m.column}' names group '{unknown[0]}' in 'groups'; choose from {', '.join(known)}"
+                    )
         return self
 
     # ------------------------------------------------------------------ identity
@@ -195,6 +207,8 @@ class BenchSpec(_Strict):
             "data": {"data_dir"},
         }
         d = self.model_dump(mode="json", exclude=skip)
+        for key in ("detectors", "mitigations"):  # unset `groups` (added 2026-12-03) keeps older fingerprints
+            d[key] = [{k: v for k, v in m.items() if k != "groups" or v is not None} for m in d[key]]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_overrides(self, data_dir: str | None = None, device: str | None = None) -> BenchSpec:
