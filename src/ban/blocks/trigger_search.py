@@ -145,7 +145,8 @@ def search_triggers(
     description: str = "trigger search",
     out_of_time: Callable[[], bool] | None = None,
 ) -> SearchResult:
-    """Optimise a mask and pattern for every target in `targets` at once (until `out_of_time()`, checked per epoch).
+    """Optimise a mask and pattern for every target in `targets` at once (until `out_of_time()`, checked per batch:
+    an epoch that runs out of time ends with the batches it has done, which then count as its epoch).
 
     model: frozen classifier in eval mode; x: clean images (N×C×H×W in [0, 1], on the model's device);
     y: their labels (N,), used only by loss terms that need them (Tabor's blocking term).
@@ -172,7 +173,11 @@ def search_triggers(
             cost = torch.from_numpy(schedule.cost).float().to(dev)[live]
             perm = torch.randperm(len(x), generator=generator).to(dev)
             acc_sum, reg_sum, n_batches = torch.zeros(len(live), device=dev), torch.zeros(len(live), device=dev), 0
+            timed_out = False
             for sl in batches(len(x), cfg.batch_size):
+                if n_batches and out_of_time is not None and out_of_time():
+                    timed_out = True
+                    break
                 xb, yb = x[perm[sl]], y[perm[sl]]
                 masks, patterns = unit_tanh(mask_w[live]), unit_tanh(pattern_w[live])
                 logits = model(stamp(xb, masks, patterns).flatten(0, 1)).view(len(live), len(xb), -1)
@@ -202,7 +207,7 @@ def search_triggers(
             last_acc[active] = acc[active]
             active &= ~stop
             bar.advance(info=f"{int(active.sum())}/{k} targets left")
-            if not active.any():
+            if not active.any() or timed_out:
                 break
     found = np.isfinite(schedule.reg_best)
     # a target that never reached the success threshold keeps its last mask (as the official code does)
