@@ -71,3 +71,29 @@ def test_an_allowance_never_reached_changes_nothing(zoo, clean) -> None:
     roomy = create_detector("nc", seed=0, device="cpu", time_limit=3600, **settings).detect(model, clean)
     assert roomy.details.pop("cut_by_time_limit") is False
     assert (roomy.score, roomy.target, roomy.details) == (plain.score, plain.target, plain.details)
+
+
+def test_the_trigger_search_checks_its_allowance_before_every_batch() -> None:
+    """An allowance that runs out inside an epoch ends that epoch after the batches it ran (it counts as one
+    epoch): NC's epoch at the papers' settings on ResNet18 lasted ~45 s, so a per-epoch check overshot by that."""
+    import torch
+    from torch import nn
+
+    from ban.blocks.trigger_search import SearchConfig, search_triggers
+    from ban.utils import make_generator
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1 * 8 * 8, 3)).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x, y = torch.rand(64, 1, 8, 8, generator=make_generator(0)), torch.arange(64) % 3
+    calls: list[int] = []
+
+    def out_of_time() -> bool:  # checked before epoch 1, then before its batches 2, 3, 4, ...
+        calls.append(1)
+        return len(calls) >= 3
+
+    cfg = SearchConfig(epochs=5, batch_size=16)  # 4 batches an epoch
+    result = search_triggers(model, x, y, [0, 1, 2], cfg, make_generator(0), out_of_time=out_of_time)
+    assert result.epochs == [1, 1, 1] and len(calls) == 3  # stopped inside epoch 1, after 2 of its 4 batches
+    full = search_triggers(model, x, y, [0, 1, 2], cfg, make_generator(0))
+    assert max(full.epochs) > 1
