@@ -52,7 +52,8 @@ def main() -> None:
         verdict = det.detect(ckpt.model, clean)
         prof.disable()
         wall = time.perf_counter() - start
-        stats = pstats.Stats(prof)
+        buf = io.StringIO()
+        stats = pstats.Stats(prof, stream=buf)
         own = {f"{Path(k[0]).name}:{k[2]}": v[2] for k, v in stats.stats.items()}  # type: ignore[attr-defined]
         hot = sum(t for f, t in own.items() if any(h in f for h in HOT))
         cut = verdict.details.get("cut_by_time_limit")
@@ -60,8 +61,9 @@ def main() -> None:
               f"target {verdict.target} score {verdict.score:.3f}")  # fmt: skip
         print(f"own time in conv/BN/linear forward and autograd backward: {hot:.1f} s ({hot / wall:.0%})")
         for key in ("cumulative", "tottime"):
-            buf = io.StringIO()
-            pstats.Stats(prof, stream=buf).sort_stats(key).print_stats(args.top)
+            buf.seek(0)
+            buf.truncate()
+            stats.sort_stats(key).print_stats(args.top)
             lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()][-(args.top + 1) :]
             print(f"by {key}:")
             print("\n".join(lines))

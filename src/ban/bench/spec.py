@@ -184,6 +184,11 @@ class BenchSpec(_Strict):
             raise ValueError("attack label 'clean' is reserved for the clean models; choose another label")
         if not self.attacks and not self.clean_models:
             raise ValueError("the zoo is empty; list some attacks or set clean_models")
+        return self
+
+    @model_validator(mode="after")
+    def _known_groups(self) -> BenchSpec:
+        """A method's `groups` name attack rows or `clean`."""
         known = [a.row for a in self.attacks] + ["clean"]
         for what, methods in (("detector", self.detectors), ("mitigation", self.mitigations)):
             for m in methods:
