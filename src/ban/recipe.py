@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ban.attacks import version_fields
+from ban.attacks import resolve_params, version_fields
 from ban.data import ImageData, balanced_sample, defender_split, load_dataset
 from ban.train import TrainConfig
 
@@ -83,7 +83,9 @@ class Recipe:
         out: dict[str, Any] = {name: getattr(self, name) for name in CORE}
         if self.attack is not None:
             out["attack"] = self.attack
-            out["attack_params"] = dict(self.attack_params)
+            # a preset counts by its values (a preset whose values change does not reuse old models);
+            # params already expanded (as a bench spec's) resolve to themselves, so their keys stay
+            out["attack_params"] = resolve_params(self.attack, dict(self.attack_params))
             out |= version_fields(self.attack)  # a model of older training code is not reused
         skip = {*CORE, "attack", "attack_params", "subset", "test_subset"}
         for f in fields(self):
