@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ban.attacks import resolve_params
 from ban.recipe import Recipe
 from ban.zoo import BASE, RECIPES
 
@@ -26,8 +27,6 @@ def test_every_field_enters_the_key_and_defaults_are_implicit() -> None:
 def test_a_preset_counts_by_its_values() -> None:
     """`{preset: cpu}` and the preset's values written out are one recipe; another value is another model
     (a cached model of a preset whose values changed since is not reused)."""
-    from ban.attacks import resolve_params
-
     named = replace(BASE, attack="bpp", attack_params={"target": 4, "preset": "cpu"})
     expanded = replace(named, attack_params=resolve_params("bpp", {"target": 4, "preset": "cpu"}))
     assert named.key == expanded.key
