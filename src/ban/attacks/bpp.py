@@ -57,13 +57,14 @@ class Bpp(PerBatchAttack):
 
     Preset `cpu` (a few epochs on grey images, docs/attacks.md): squeeze_num=3 (one grey channel
     carries the residual instead of three colour ones; at most 1/4 per pixel instead of 1/14; with
-    4 levels two of six seeded models stayed under ASR 0.9), poison_rate=0.1 and neg_rate=0.1
-    (BackdoorBench's defaults; 0.2 cost 2.6 points of BA).
+    4 levels two of six seeded models stayed under ASR 0.9), poison_rate=0.05 (with 3 levels 0.1
+    cost one ResNet18 2.2 points of BA; 0.05 kept all six within 1.5 at ASR >= 0.939) and
+    neg_rate=0.1 (BackdoorBench's default; 0.2 cost 2.6 points of BA).
     """
 
     name: ClassVar[str] = "bpp"
     default_poison_rate: ClassVar[float] = 0.2
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"squeeze_num": 3, "poison_rate": 0.1, "neg_rate": 0.1}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": {"squeeze_num": 3, "poison_rate": 0.05, "neg_rate": 0.1}}
 
     def __init__(self, squeeze_num: int = 8, dithering: bool = False, neg_rate: float = 0.2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
