@@ -27,7 +27,7 @@ demo: setup
 	$(BIN)/python -m ban.demo
 
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -64,42 +62,13 @@ class Zoo:
         """The checkpoint of recipe `name`, trained on the CPU (at most 2 threads) when not cached yet."""
         if name not in self._loaded:
             recipe = self.recipes[name]
+            if not self.path(name).exists():
+                torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
             data = (self.train, self.test) if _same_data(recipe, BASE) else None
-            # one process trains a recipe while others (parallel test workers) wait for its file;
-            # always 2 threads when training, so a model's bits do not depend on the caller's setting
-            with _training_lock(self.path(name)), _threads(max(1, min(2, os.cpu_count() or 1))):
-                self._loaded[name] = train_checkpoint(
-                    recipe, cache_dir=self.cache_dir, name=name, data=data, device="cpu", record_training=False
-                )
+            self._loaded[name] = train_checkpoint(
+                recipe, cache_dir=self.cache_dir, name=name, data=data, device="cpu", record_training=False
+            )
         return self._loaded[name]
-
-
-@contextmanager
-def _training_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`.lock (POSIX `flock`; where it does not exist, no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """torch's intra-op thread count set to `n` inside the block, restored after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _same_data(a: Recipe, b: Recipe) -> bool:
