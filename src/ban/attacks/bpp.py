@@ -57,9 +57,9 @@ class Bpp(PerBatchAttack):
 
     Preset `cpu` (a few epochs on grey images, docs/attacks.md): squeeze_num=3 (one grey channel
     carries the residual instead of three colour ones; at most 1/4 per pixel instead of 1/14; with
-    4 levels two of six seeded models stayed under ASR 0.9), poison_rate=0.05 (with 3 levels 0.1
-    cost one ResNet18 2.2 points of BA; 0.05 kept all six within 1.5 at ASR >= 0.939) and
-    neg_rate=0.1 (BackdoorBench's default; 0.2 cost 2.6 points of BA).
+    4 levels two of six seeded models stayed under ASR 0.9), poison_rate=0.05 (0.2 cost 2.6 points
+    of BA at 4 levels, 0.1 one ResNet18 2.2 points at 3; 0.05 kept all six seeded models within 1.5
+    points at ASR >= 0.939) and neg_rate=0.1 (BackdoorBench's default).
     """
 
     name: ClassVar[str] = "bpp"
