@@ -8,7 +8,8 @@ optimisation images of the other classes; the ten searches run as ten noise grou
 other classes that the noise sends to t. A backdoor target should be reachable where other classes are not.
 
 `--depth D` puts the noise on the first D normalisation layers only (ResNet18: 5 = bn1 and layer1,
-9 = up to layer2); 0 = every layer. The ground truth (attack, target, ASR) is read from each
+9 = up to layer2); 0 = every layer; -D the last D (ResNet18: -5 = layer4, -10 = layer3 and layer4).
+The ground truth (attack, target, ASR) is read from each
 checkpoint's metadata by this evaluator, never passed to the search.
 
 Usage: python benchmarks/ban_targeted.py runs/fmnist-r18 --out runs/fmnist-r18/targeted.jsonl --depth 5 --eps 0.1,0.2
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("folder", type=Path, help="a `ban bench run` folder (its models/*.safetensors)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--eps", default="0.1,0.2")
-    ap.add_argument("--depth", type=int, default=5, help="first D normalisation layers (0: all)")
+    ap.add_argument("--depth", type=int, default=5, help="first D normalisation layers (0: all; -D: the last D)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--n-opt", type=int, default=20)
     ap.add_argument("--n-eval", type=int, default=100)

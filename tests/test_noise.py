@@ -149,6 +149,7 @@ def test_noise_groups_equal_one_noise_per_group_and_depth_keeps_the_first_layers
     grouped = NeuronNoise(net, eps=0.3, groups=3, depth=2)
     single = NeuronNoise(net, eps=0.3, depth=2)
     assert grouped.layers == single.layers == NeuronNoise(net).layers[:2]
+    assert NeuronNoise(net, depth=-1).layers == NeuronNoise(net).layers[-1:]  # the output side
     assert all(d.shape[0] == 3 for d in grouped.delta)
     grouped.reset(random=True, generator=torch.Generator().manual_seed(0))
     with grouped.applied():
@@ -164,5 +165,6 @@ def test_noise_groups_equal_one_noise_per_group_and_depth_keeps_the_first_layers
     assert not torch.allclose(parts[0], parts[1], atol=1e-3)  # the groups' noises differ
     with pytest.raises(BanError, match="noise groups"), grouped.applied():
         net(x[:5])  # 5 images do not split into 3 groups
-    with pytest.raises(BanError, match="groups and depth"):
-        NeuronNoise(net, groups=0)
+    for bad in ({"groups": 0}, {"depth": 0}):
+        with pytest.raises(BanError, match="groups must be >= 1 and depth nonzero"):
+            NeuronNoise(net, **bad)

@@ -21,7 +21,8 @@ API
 ``noise = NeuronNoise(model, eps=0.3, layers="auto" | "norm" | "weights", use_mask=False, groups=1, depth=None)``
     finds the layers (``noise.kind`` says which) and holds δ, ξ (and m when ``use_mask``) as
     plain tensors, one per layer, on the model's device. Raises BanError when there is nothing
-    to perturb. ``depth=n`` keeps only the first n layers in module order (the input side).
+    to perturb. ``depth=n`` keeps only the first n layers in module order (the input side), ``depth=-n``
+    the last n (the output side).
     ``groups=G`` holds G independent noises (δ, ξ of shape G×C): a batch of G·n images is read as
     G consecutive groups of n, and group g gets noise g — G searches (one per target class, say)
     in one forward pass. It needs eval-mode BatchNorm (train mode would mix the groups' statistics).
@@ -102,8 +103,8 @@ class NeuronNoise:
             raise BanError(f"unknown noise layers '{layers}'; choose one of {', '.join(LAYER_CHOICES)}")
         if eps < 0:
             raise BanError(f"noise bound eps must be >= 0, got {eps}")
-        if groups < 1 or (depth is not None and depth < 1):
-            raise BanError(f"noise groups and depth must be >= 1, got groups={groups}, depth={depth}")
+        if groups < 1 or depth == 0:
+            raise BanError(f"noise groups must be >= 1 and depth nonzero, got groups={groups}, depth={depth}")
         if groups > 1 and use_mask:
             raise BanError("a neuron mask (ANP) is one per network; it cannot be combined with noise groups")
         self.model = model
@@ -114,7 +115,8 @@ class NeuronNoise:
             self.kind, self.layers = "norm", norms
         else:
             self.kind, self.layers = "weights", (weight_layers(model) if layers in ("auto", "weights") else [])
-        self.layers = self.layers[:depth]
+        if depth is not None:
+            self.layers = self.layers[:depth] if depth > 0 else self.layers[depth:]
         if not self.layers:
             raise BanError(
                 f"model {type(model).__name__} has no normalisation layer with affine parameters and no conv/linear "
