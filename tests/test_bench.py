@@ -334,6 +334,19 @@ def test_report_warns_when_a_column_mixes_settings(smoke_run: tuple[Path, float]
     assert 'rule = "per-class" (1), "pooled" (3)' in warning[0]  # and not mixed with the `ban` mitigation column
 
 
+def test_two_columns_of_one_detector_are_not_mixed_settings() -> None:
+    """A spec may run one detector twice with other settings (two labels): that is no stale result."""
+    from ban.bench.consistency import mixed_settings_lines
+
+    def result(label: str, rule: str) -> dict:
+        return {"kind": "detect", "method": label, "detector": "ban", "verdict": {"settings": {"rule": rule}}}
+
+    columns = [result("ban-pooled", "pooled"), result("ban-per-class", "per-class")] * 2
+    assert mixed_settings_lines(columns) == []
+    lines = mixed_settings_lines([*columns, result("ban-pooled", "per-class")])
+    assert len(lines) == 1 and "`ban-pooled`" in lines[0] and 'rule = "per-class" (1), "pooled" (2)' in lines[0]
+
+
 @needs_ban
 def test_report_counts_only_implanted_backdoors(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
     """A poisoned model under min_asr is listed apart and counted neither as backdoored nor as clean."""

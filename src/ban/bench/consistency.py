@@ -12,7 +12,7 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-# where each kind of result keeps its column label and its resolved settings
+# where each kind of result keeps its method (the column label falls back to it) and its resolved settings
 _LABEL = {"detect": "detector", "mitigate": "mitigation"}
 _SETTINGS = {"detect": "verdict", "mitigate": "report"}
 
@@ -27,7 +27,7 @@ def mixed_settings(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
     counts: Counter[tuple[str, str]] = Counter()
     for r in results:
         kind = r["kind"]
-        column = (kind, str(r[_LABEL[kind]]))
+        column = (kind, str(r.get("method") or r[_LABEL[kind]]))  # two columns of one detector are two columns
         settings = r[_SETTINGS[kind]].get("settings") or {}
         counts[column] += 1
         for name, v in settings.items():
