@@ -1,0 +1,126 @@
+"""BAN's default verdict under several detector seeds: how much one noise search's answer varies.
+
+On the augmented ResNet18 zoo (2026-12-04) one model's pooled share moved from 0.17 to 0.66 across
+seeds 0-4, and another's from 0.22 to 1.00, while the class stayed the backdoor's target; a clean
+model's class changed from seed to seed. This script runs the default detector with seeds 0..K-1 on
+every model of a `ban bench run` folder and appends one JSON line per (model, seed) with the verdict's
+score, class and confusion matrices, so rules over restarts (mean share per class, agreement of the
+class) can be re-scored offline. `--summary` prints, per model, the scores and classes by seed, and
+the zoo-level result of three restart rules.
+
+    python benchmarks/ban_restarts.py runs/fmnist-r18-aug --out runs/fmnist-r18-aug/restarts.jsonl --seeds 5
+    python benchmarks/ban_restarts.py runs/fmnist-r18-aug --out runs/fmnist-r18-aug/restarts.jsonl --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ban_collapse import defender_data  # noqa: E402
+
+from ban.checkpoint import load_model  # noqa: E402
+from ban.detectors import create_detector  # noqa: E402
+
+KEEP = ("confusion_no_mask", "confusion_negative_mask", "confusion_negative_mask_no_noise", "loss_rise")
+
+
+def run(folder: Path, out: Path, seeds: int) -> None:
+    done = {(r["model"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
+    clean = defender_data(folder)
+    for path in sorted((folder / "models").glob("*.safetensors")):
+        todo = [s for s in range(seeds) if (path.stem, s) not in done]
+        if not todo:
+            continue
+        ckpt = load_model(path)
+        attack = ckpt.meta.get("attack") or {}
+        for seed in todo:
+            t = time.perf_counter()
+            v = create_detector("ban", seed=seed, quiet=True).detect(ckpt.model, clean)
+            row = {
+                "model": path.stem,
+                "attack": attack.get("name"),
+                "target": (attack.get("params") or {}).get("target"),
+                "asr": ckpt.meta.get("asr"),
+                "seed": seed,
+                "score": v.score,
+                "class": v.details["argmax_class"],
+                "seconds": time.perf_counter() - t,
+                **{k: v.details[k] for k in KEEP},
+            }
+            with out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"{path.stem} seed {seed}: {v.score:.2f} ({row['class']}), {row['seconds']:.0f} s", flush=True)
+
+
+def shares(confusion: list[list[int]]) -> np.ndarray:
+    c = np.asarray(confusion, dtype=float)
+    return c.sum(0) / c.sum()
+
+
+def auroc(pos: list[float], neg: list[float]) -> float:
+    return float(np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg]))
+
+
+def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in map(json.loads, out.read_text().splitlines()):
+        by_model[r["model"]].append(r)
+    rules = {
+        "seed 0 alone (today)": lambda rs: (rs[0]["score"], rs[0]["class"]),
+        "max over seeds": lambda rs: max((r["score"], r["class"]) for r in rs),
+        "mean share per class": lambda rs: (
+            float(np.mean([shares(r["confusion_no_mask"]) for r in rs], axis=0).max()),
+            int(np.mean([shares(r["confusion_no_mask"]) for r in rs], axis=0).argmax()),
+        ),
+    }
+    print("| model | target | score (class) by seed |")
+    print("|---|---|---|")
+    for name, rs in sorted(by_model.items()):
+        rs.sort(key=lambda r: r["seed"])
+        cells = ", ".join(f"{r['score']:.2f} ({r['class']})" for r in rs)
+        print(f"| {name} | {rs[0]['target']} | {cells} |")
+    n_seeds = min(len(rs) for rs in by_model.values())
+    print(f"\n{n_seeds} seeds a model, threshold {threshold}\n")
+    print("| rule | right | clean flagged | AUROC | highest clean |")
+    print("|---|---|---|---|---|")
+    for label, rule in rules.items():
+        pos, neg, right = [], [], 0
+        for rs in by_model.values():
+            rs = sorted(rs, key=lambda r: r["seed"])[:n_seeds]
+            score, cls = rule(rs)
+            if rs[0]["target"] is None:
+                neg.append(score)
+            elif (rs[0].get("asr") or 0) >= min_asr:
+                pos.append(score)
+                right += score > threshold and cls == rs[0]["target"]
+        flagged = sum(s > threshold for s in neg)
+        print(f"| {label} | {right}/{len(pos)} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {max(neg):.2f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--summary", action="store_true", help="only print the tables of OUT")
+    args = ap.parse_args()
+    if not args.summary:
+        torch.set_num_threads(args.threads)
+        run(args.folder, args.out, args.seeds)
+    summary(args.out, args.threshold)
+
+
+if __name__ == "__main__":
+    main()
