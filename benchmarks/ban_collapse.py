@@ -64,6 +64,11 @@ def scan(folder: Path, out: Path, key: str, measure: Callable[[torch.nn.Module],
         print(f"{path.stem}: {row['seconds']:.0f} s", flush=True)
 
 
+def auroc(pos: list[float], neg: list[float]) -> float:
+    """Share of (backdoored, clean) pairs ranked right by a score, ties counting half."""
+    return float(sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg)))
+
+
 def curve(model: torch.nn.Module, clean: CleanData, steps: int, init_seed: int) -> list[list[Any]]:
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(clean), generator=g)

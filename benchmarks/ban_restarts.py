@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ban_collapse import defender_data  # noqa: E402
+from ban_collapse import auroc, defender_data  # noqa: E402
 
 from ban.checkpoint import load_model  # noqa: E402
 from ban.detectors import create_detector  # noqa: E402
@@ -65,10 +65,6 @@ def run(folder: Path, out: Path, seeds: int) -> None:
 def shares(confusion: list[list[int]]) -> np.ndarray:
     c = np.asarray(confusion, dtype=float)
     return c.sum(0) / c.sum()
-
-
-def auroc(pos: list[float], neg: list[float]) -> float:
-    return float(np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg]))
 
 
 def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ban_collapse import defender_data, scan  # noqa: E402
+from ban_collapse import auroc, defender_data, scan  # noqa: E402
 
 from ban.blocks.mask import compute_features  # noqa: E402
 from ban.clean_data import CleanData  # noqa: E402
@@ -85,10 +85,6 @@ def shifts(model: torch.nn.Module, clean: CleanData, steps: int = 300) -> dict[s
                 reach = [float(((pe + d[t]) @ w.T + b).argmax(1)[ye != t].eq(t).float().mean()) for t in range(k)]
                 row[f"{variant}-{lam:g}"] = {"size": shift_size(d, variant, scale).tolist(), "reach": reach}
     return row
-
-
-def auroc(pos: list[float], neg: list[float]) -> float:
-    return float(np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg]))
 
 
 def summary(out: Path, min_asr: float = 0.8) -> None:
