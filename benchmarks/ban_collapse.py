@@ -65,7 +65,9 @@ def scan(folder: Path, out: Path, key: str, measure: Callable[[torch.nn.Module],
 
 
 def auroc(pos: list[float], neg: list[float]) -> float:
-    """Share of (backdoored, clean) pairs ranked right by a score, ties counting half."""
+    """Share of (backdoored, clean) pairs ranked right by a score, ties counting half (NaN without pairs)."""
+    if not pos or not neg:
+        return float("nan")
     return float(sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg)))
 
 

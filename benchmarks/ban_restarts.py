@@ -99,8 +99,8 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
             elif (rs[0].get("asr") or 0) >= min_asr:
                 pos.append(score)
                 right += score > threshold and cls == rs[0]["target"]
-        flagged = sum(s > threshold for s in neg)
-        print(f"| {label} | {right}/{len(pos)} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {max(neg):.2f} |")
+        flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
+        print(f"| {label} | {right}/{len(pos)} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {top:.2f} |")
 
 
 def main() -> None:
