@@ -30,6 +30,7 @@ from ban_collapse import auroc, defender_data  # noqa: E402
 
 from ban.checkpoint import load_model  # noqa: E402
 from ban.detectors import create_detector  # noqa: E402
+from ban.detectors.ban_detector import per_class_scores, pooled_scores  # noqa: E402
 
 KEEP = ("confusion_no_mask", "confusion_negative_mask", "confusion_negative_mask_no_noise", "loss_rise")
 
@@ -62,23 +63,29 @@ def run(folder: Path, out: Path, seeds: int) -> None:
             print(f"{path.stem} seed {seed}: {v.score:.2f} ({row['class']}), {row['seconds']:.0f} s", flush=True)
 
 
-def shares(confusion: list[list[int]]) -> np.ndarray:
-    c = np.asarray(confusion, dtype=float)
-    return c.sum(0) / c.sum()
+STATISTICS = {"no-mask": "confusion_no_mask", "(1 - m)": "confusion_negative_mask"}
+RULES = {"pooled": pooled_scores, "per-class q25": lambda c: per_class_scores(c, q=0.25)}
+
+
+def class_scores(row: dict[str, Any], statistic: str, rule: str) -> np.ndarray:
+    """Score of every class of one (model, seed) under a statistic and a rule, from its confusion matrix."""
+    return RULES[rule](torch.tensor(row[STATISTICS[statistic]])).numpy()
+
+
+def combined(rs: list[dict[str, Any]], statistic: str, rule: str, how: str) -> tuple[float, int]:
+    """(score, class) of several seeds: the mean of their per-class scores, or the best single seed."""
+    per_seed = np.stack([class_scores(r, statistic, rule) for r in rs])
+    if how == "mean":
+        mean = per_seed.mean(0)
+        return float(mean.max()), int(mean.argmax())
+    best = np.unravel_index(per_seed.argmax(), per_seed.shape)
+    return float(per_seed[best]), int(best[1])
 
 
 def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in map(json.loads, out.read_text().splitlines()):
         by_model[r["model"]].append(r)
-    rules = {
-        "seed 0 alone (today)": lambda rs: (rs[0]["score"], rs[0]["class"]),
-        "max over seeds": lambda rs: max((r["score"], r["class"]) for r in rs),
-        "mean share per class": lambda rs: (
-            float(np.mean([shares(r["confusion_no_mask"]) for r in rs], axis=0).max()),
-            int(np.mean([shares(r["confusion_no_mask"]) for r in rs], axis=0).argmax()),
-        ),
-    }
     print("| model | target | score (class) by seed |")
     print("|---|---|---|")
     for name, rs in sorted(by_model.items()):
@@ -86,21 +93,30 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
         cells = ", ".join(f"{r['score']:.2f} ({r['class']})" for r in rs)
         print(f"| {name} | {rs[0]['target']} | {cells} |")
     n_seeds = min(len(rs) for rs in by_model.values())
-    print(f"\n{n_seeds} seeds a model, threshold {threshold}\n")
-    print("| rule | right | clean flagged | AUROC | highest clean |")
-    print("|---|---|---|---|---|")
-    for label, rule in rules.items():
-        pos, neg, right = [], [], 0
-        for rs in by_model.values():
-            rs = sorted(rs, key=lambda r: r["seed"])[:n_seeds]
-            score, cls = rule(rs)
-            if rs[0]["target"] is None:
-                neg.append(score)
-            elif (rs[0].get("asr") or 0) >= min_asr:
-                pos.append(score)
-                right += score > threshold and cls == rs[0]["target"]
-        flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
-        print(f"| {label} | {right}/{len(pos)} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {top:.2f} |")
+    print(f"\n{n_seeds} seeds a model, threshold {threshold}; K = the first K seeds\n")
+    print("| statistic | rule | seeds combined | K | right | clean flagged | AUROC | highest clean |")
+    print("|---|---|---|---|---|---|---|---|")
+    for statistic in STATISTICS:
+        for rule in RULES:
+            for how in ("mean", "max"):
+                for k in sorted({1, 2, 3, n_seeds}):
+                    if k > n_seeds or (k == 1 and how == "max"):
+                        continue
+                    pos, neg, right = [], [], 0
+                    for rs in by_model.values():
+                        rs = sorted(rs, key=lambda r: r["seed"])[:k]
+                        score, cls = combined(rs, statistic, rule, how)
+                        if rs[0]["target"] is None:
+                            neg.append(score)
+                        elif (rs[0].get("asr") or 0) >= min_asr:
+                            pos.append(score)
+                            right += score > threshold and cls == rs[0]["target"]
+                    flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
+                    label = "seed 0 alone" if k == 1 else how
+                    print(
+                        f"| {statistic} | {rule} | {label} | {k} | {right}/{len(pos)} | {flagged}/{len(neg)} "
+                        f"| {auroc(pos, neg):.3f} | {top:.2f} |"
+                    )
 
 
 def main() -> None:

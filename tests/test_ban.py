@@ -126,6 +126,21 @@ def test_verdict_json_round_trip(tmp_path: Path, zoo, clean) -> None:  # type: i
     assert {"clean_loss", "noisy_loss", "loss_rise", "histogram_negative_mask"} <= set(w.details)
 
 
+def test_restarts_keep_the_highest_scoring_run(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    """restarts=2 runs the detector at seeds 0 and 1, each as a single run would, and keeps the higher score."""
+    model = zoo.get("clean").model
+    single = [fast_verdict(zoo, clean, "clean", "paper"), BAN(seed=1, **FAST).detect(model, clean)]
+    both = BAN(restarts=2, **FAST).detect(model, clean)
+    runs = both.details["restarts"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert [r["score"] for r in runs] == pytest.approx([v.score for v in single])
+    assert [r["argmax_class"] for r in runs] == [v.details["argmax_class"] for v in single]
+    best = max(single, key=lambda v: v.score)
+    assert both.score == pytest.approx(best.score) and both.backdoored == best.backdoored
+    assert both.details["restart_chosen"] == single.index(best)
+    assert both.details["histogram"] == best.details["histogram"] and both.settings["restarts"] == 2
+
+
 def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     model = zoo.get("clean").model
     few = CleanData.from_images(zoo.defender.subset(list(range(50))))
@@ -141,6 +156,10 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(**FAST).detect(zoo.get("clean"), clean)  # type: ignore[arg-type]
     with pytest.raises(BanError, match="preset"):
         BAN(preset="fast")
+    with pytest.raises(BanError, match="restarts"):
+        BAN(restarts=0)
+    with pytest.raises(BanError, match="quantile must be a number"):
+        BAN(quantile="x")  # as `--param quantile=x` gives it
     nothing = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
     with pytest.raises(BanError, match="no neurons to perturb"):
         BAN(**FAST).detect(nothing, clean)

@@ -90,6 +90,8 @@ class BANSettings(DetectorSettings):
 
     early_stop, noise_train_mode, recalibrate_bn, mask_train_mode, mask_batches: None takes the
     preset's choice (`options` resolves them); quantile is recorded only under the per-class rule.
+    restarts: independent runs (mask, noise and held-out images drawn with seeds seed, seed + 1, ...);
+    the verdict is the highest-scoring run's (docs/ban-defaults.md, "One noise search is one draw").
     """
 
     budgeted: ClassVar[tuple[str, ...]] = ("steps", "mask_epochs")
@@ -113,6 +115,7 @@ class BANSettings(DetectorSettings):
     mask_train_mode: bool | None = None
     mask_batches: int | None = None
     quantile: float = 0.5
+    restarts: int = 1
 
     def validate(self) -> None:
         if self.time_limit is not None:
@@ -130,6 +133,8 @@ class BANSettings(DetectorSettings):
             raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {self.threshold}")
         if not 0.0 <= self.quantile <= 1.0:
             raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {self.quantile}")
+        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 1:
+            raise BanError(f"restarts is a whole number of runs >= 1, got {self.restarts!r}")
         if self.mask_batches is not None and self.mask_batches < 0:
             raise BanError(
                 f"mask_batches must be >= 0 (0: one pass over the images per epoch), got {self.mask_batches}"
@@ -291,10 +296,32 @@ class BAN(Detector):
 
     # ---- the detector ------------------------------------------------------------------------
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
+        """One run at `seed`; with `restarts` = K, K runs at seeds seed .. seed + K - 1 and the
+        highest-scoring run's verdict (the first on ties), every run's score and class recorded."""
+        start = time.perf_counter()
+        runs = [self._run(model, clean, self.seed + i) for i in range(self.config.restarts)]
+        if len(runs) == 1:
+            return runs[0]
+        best = max(range(len(runs)), key=lambda i: runs[i].score)
+        chosen = runs[best]
+        details = {
+            **chosen.details,
+            "restarts": [
+                {"seed": self.seed + i, "score": v.score, "argmax_class": v.details["argmax_class"]}
+                for i, v in enumerate(runs)
+            ],
+            "restart_chosen": best,
+        }
+        return self.verdict(
+            chosen.backdoored, chosen.target, chosen.score, chosen.threshold, start, details, chosen.artifacts
+        )
+
+    def _run(self, model: nn.Module, clean: CleanData, seed: int) -> Verdict:
+        """One run: mask, noise and held-out predictions, every random draw from `seed`."""
         start = time.perf_counter()
         model, dev = self.prepare(model, clean, frozen_copy=False)  # BAN restores what it changes
         get_split(model)
-        g = make_generator(self.seed)
+        g = make_generator(seed)
         xo, yo, xe, ye = self._split_data(clean, g)
         k = clean.num_classes
         buffers = {n: b.detach().clone() for n, b in model.named_buffers()}

@@ -94,6 +94,9 @@ def check_inputs(model: object, clean: object, who: str) -> None:
         )
 
 
+KINDS = {bool: "true or false", int: "a whole number", float: "a number"}  # what a setting's error asks for
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     """The settings of a detector that shape its verdict; one frozen subclass per detector.
@@ -118,7 +121,12 @@ class DetectorSettings:
         for f in dataclasses.fields(self):
             value, default = getattr(self, f.name), f.default
             if value is not None and type(default) in (bool, int, float):
-                object.__setattr__(self, f.name, type(default)(value))
+                try:
+                    object.__setattr__(self, f.name, type(default)(value))
+                except (TypeError, ValueError):
+                    raise BanError(
+                        f"setting {f.name} must be {KINDS[type(default)]} (default {default!r}), got {value!r}"
+                    ) from None
         if not self.budget > 0 or not math.isfinite(self.budget):
             raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
         if self.time_limit is not None:
