@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -96,27 +97,24 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
     print(f"\n{n_seeds} seeds a model, threshold {threshold}; K = the first K seeds\n")
     print("| statistic | rule | seeds combined | K | right | clean flagged | AUROC | highest clean |")
     print("|---|---|---|---|---|---|---|---|")
-    for statistic in STATISTICS:
-        for rule in RULES:
-            for how in ("mean", "max"):
-                for k in sorted({1, 2, 3, n_seeds}):
-                    if k > n_seeds or (k == 1 and how == "max"):
-                        continue
-                    pos, neg, right = [], [], 0
-                    for rs in by_model.values():
-                        rs = sorted(rs, key=lambda r: r["seed"])[:k]
-                        score, cls = combined(rs, statistic, rule, how)
-                        if rs[0]["target"] is None:
-                            neg.append(score)
-                        elif (rs[0].get("asr") or 0) >= min_asr:
-                            pos.append(score)
-                            right += score > threshold and cls == rs[0]["target"]
-                    flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
-                    label = "seed 0 alone" if k == 1 else how
-                    print(
-                        f"| {statistic} | {rule} | {label} | {k} | {right}/{len(pos)} | {flagged}/{len(neg)} "
-                        f"| {auroc(pos, neg):.3f} | {top:.2f} |"
-                    )
+    for statistic, rule, how, k in product(STATISTICS, RULES, ("mean", "max"), sorted({1, 2, 3, n_seeds})):
+        if k > n_seeds or (k == 1 and how == "max"):
+            continue
+        pos, neg, right = [], [], 0
+        for rs in by_model.values():
+            rs = sorted(rs, key=lambda r: r["seed"])[:k]
+            score, cls = combined(rs, statistic, rule, how)
+            if rs[0]["target"] is None:
+                neg.append(score)
+            elif (rs[0].get("asr") or 0) >= min_asr:
+                pos.append(score)
+                right += score > threshold and cls == rs[0]["target"]
+        flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
+        label = "seed 0 alone" if k == 1 else how
+        print(
+            f"| {statistic} | {rule} | {label} | {k} | {right}/{len(pos)} | {flagged}/{len(neg)} "
+            f"| {auroc(pos, neg):.3f} | {top:.2f} |"
+        )
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ class BANSettings(DetectorSettings):
             raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {self.threshold}")
         if not 0.0 <= self.quantile <= 1.0:
             raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {self.quantile}")
-        if isinstance(self.restarts, bool) or not isinstance(self.restarts, int) or self.restarts < 1:
+        if self.restarts < 1:  # a whole number already: __post_init__ converts it like every int setting
             raise BanError(f"restarts is a whole number of runs >= 1, got {self.restarts!r}")
         if self.mask_batches is not None and self.mask_batches < 0:
             raise BanError(
@@ -299,7 +299,9 @@ class BAN(Detector):
         """One run at `seed`; with `restarts` = K, K runs at seeds seed .. seed + K - 1 and the
         highest-scoring run's verdict (the first on ties), every run's score and class recorded."""
         start = time.perf_counter()
-        runs = [self._run(model, clean, self.seed + i) for i in range(self.config.restarts)]
+        model, dev = self.prepare(model, clean, frozen_copy=False)  # BAN restores what it changes
+        get_split(model)
+        runs = [self._run(model, dev, clean, self.seed + i) for i in range(self.config.restarts)]
         if len(runs) == 1:
             return runs[0]
         best = max(range(len(runs)), key=lambda i: runs[i].score)
@@ -316,11 +318,9 @@ class BAN(Detector):
             chosen.backdoored, chosen.target, chosen.score, chosen.threshold, start, details, chosen.artifacts
         )
 
-    def _run(self, model: nn.Module, clean: CleanData, seed: int) -> Verdict:
-        """One run: mask, noise and held-out predictions, every random draw from `seed`."""
+    def _run(self, model: nn.Module, dev: torch.device, clean: CleanData, seed: int) -> Verdict:
+        """One run on the prepared model: mask, noise and held-out predictions, every random draw from `seed`."""
         start = time.perf_counter()
-        model, dev = self.prepare(model, clean, frozen_copy=False)  # BAN restores what it changes
-        get_split(model)
         g = make_generator(seed)
         xo, yo, xe, ye = self._split_data(clean, g)
         k = clean.num_classes
