@@ -160,6 +160,11 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(restarts=0)
     with pytest.raises(BanError, match="quantile must be a number"):
         BAN(quantile="x")  # as `--param quantile=x` gives it
+    with pytest.raises(BanError, match=r"mask_batches must be a whole number \(unset by default\), got 'x'"):
+        BAN(mask_batches="x")  # a setting whose default is None (the preset's) is checked by its annotation
+    with pytest.raises(BanError, match="early_stop must be true or false"):
+        BAN(early_stop="maybe")  # bool("maybe") would be True
+    assert BAN(mask_batches=3.0, early_stop=False).settings()["mask_batches"] == 3
     nothing = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
     with pytest.raises(BanError, match="no neurons to perturb"):
         BAN(**FAST).detect(nothing, clean)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from ban.bench.plan import model_jobs, plan_tasks
+from ban.bench.plan import model_jobs, only_methods, plan_tasks
 from ban.bench.spec import BenchSpec, load_spec, parse_spec
 from ban.bench.store import claim
 from ban.cli import main
@@ -157,6 +157,26 @@ def test_method_groups_limit_a_method_to_the_named_groups() -> None:
     raw["detectors"][-1]["groups"] = ["blend"]
     with pytest.raises(BanError, match="names group 'blend' in 'groups'; choose from badnets, clean"):
         parse_spec(raw, "smoke")
+
+
+def test_methods_option_runs_only_the_named_methods_and_their_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ban bench run --methods nc` plans NC's tasks and the trainings they need, nothing else."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["detectors"].append({"name": "nc", "groups": ["clean"]})
+    tasks = plan_tasks(parse_spec(raw, "smoke"))
+    kept = only_methods(tasks, ["nc"])
+    nc = [t for t in kept if t.kind == "detect"]
+    assert [t.job.method for t in nc] == ["nc", "nc"] and {t.job.model.group for t in nc} == {"clean"}
+    assert sorted(t.id for t in kept if t.kind == "train") == sorted(t.depends_on for t in nc)
+    assert len([t for t in tasks if t.kind == "train"]) == 4  # the badnets models are left out for NC alone
+    assert [t.id for t in only_methods(tasks, ["nc", "ban"])] == [t.id for t in tasks]  # "ban" labels both kinds
+    with pytest.raises(BanError, match="--methods names 'tabor', which this spec does not run; choose from ban, nc"):
+        only_methods(tasks, ["tabor"])
+    out = tmp_path / "o"
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--methods", "nosuch"]) == 2
+    assert "--methods names 'nosuch'" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -332,6 +352,33 @@ def test_report_warns_when_a_column_mixes_settings(smoke_run: tuple[Path, float]
     warning = [line for line in (out / "report" / "report.md").read_text().splitlines() if "**Warning**" in line]
     assert len(warning) == 1 and "`ban` detection" in warning[0]
     assert 'rule = "per-class" (1), "pooled" (3)' in warning[0]  # and not mixed with the `ban` mitigation column
+
+
+@needs_ban
+def test_report_marks_runs_cut_by_their_allowance(smoke_run: tuple[Path, float], tmp_path: Path) -> None:
+    """The time table gives a capped method's allowance and how many of its runs reached it; a method without
+    any result yet is named above the tables, not tabled as empty columns."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run[0], out)
+    raw = yaml.safe_load((out / "spec.yaml").read_text())
+    raw["detectors"] += [{"name": "nc", "label": "nc-capped", "settings": {"time_limit": 5}}, {"name": "tabor"}]
+    (out / "spec.yaml").write_text(yaml.safe_dump(raw))
+    tasks = [t for t in plan_tasks(parse_spec(raw, "smoke")) if t.kind == "detect"]
+    for i, task in enumerate(t for t in tasks if t.job.label == "nc-capped"):
+        ban_result = next(t for t in tasks if t.job.label == "ban" and t.job.model.id == task.job.model.id)
+        result = json.loads(ban_result.path(out).read_text())  # a real verdict, relabelled as a capped NC run
+        result.update(method="nc-capped", detector="nc")
+        result["verdict"]["settings"]["time_limit"] = 5.0
+        result["verdict"]["details"]["cut_by_time_limit"] = i < 3  # the first three reached the allowance
+        task.path(out).write_text(json.dumps(result))
+    assert main(["bench", "report", str(out), "--quiet"]) == 0
+    times = {row["Detector"]: row for row in read_csv(out / "report" / "tables" / "time.csv")}
+    assert (times["nc-capped"]["Allowance (s)"], times["nc-capped"]["Cut"]) == ("5", "3/4")
+    assert (times["ban"]["Allowance (s)"], times["ban"]["Cut"]) == ("-", "-")
+    assert "tabor" not in times and not any("tabor" in h for h in read_csv(out / "report" / "tables" / "roc.csv")[0])
+    assert "No results yet (left out of the tables): tabor." in (out / "report" / "report.md").read_text()
 
 
 def test_two_columns_of_one_detector_are_not_mixed_settings() -> None:

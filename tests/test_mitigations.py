@@ -75,15 +75,11 @@ def test_fine_pruning_prunes_dormant_channels_as_zero_columns(badnets: Any, clea
     assert torch.count_nonzero(cols) == 0, "pruned channels must stay zero through fine-tuning"
 
 
-ANP_FAILS = (
-    "measured (docs/mitigations.md, ANP): at the CI setting 2 of 192 neurons are pruned, ASR 0.956; the backdoor "
-    "of this CNN is spread over BN neurons that ANP's masks do not rank low, and no threshold or neuron count in "
-    "the sweep meets both criteria"
-)
-
-
-@pytest.mark.parametrize("name", ["ftsam", pytest.param("anp", marks=pytest.mark.xfail(strict=True, reason=ANP_FAILS))])
+@pytest.mark.parametrize("name", ["ftsam"])
 def test_removes_the_backdoor_and_keeps_accuracy(name: str, badnets: Any, clean: CleanData, zoo: Any) -> None:
+    """FT-SAM removes the tiny BadNets model's backdoor. ANP is measured on ResNet18-1/4 instead (docs/mitigations.md,
+    "The repairs on ResNet18-1/4": ASR 0.001 for 34 BA points); on this CNN no threshold meets the criterion, which
+    the tests no longer encode as an expected failure."""
     _, report = repaired(name, badnets, clean, zoo, **FAST[name])
     assert report.before is not None and report.after is not None and report.after.asr is not None
     assert report.after.asr < 0.20, f"{name}: ASR {report.after.asr:.3f} after repair"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ban.attacks import version_fields
 from ban.bench.spec import ArchSpec, AttackSpec, BenchSpec, MethodSpec
+from ban.errors import BanError
 
 CLEAN = "clean"
 #: bump when the meaning of a stored file changes, so old files are not reused
@@ -174,6 +175,17 @@ def _method_job(
 def _runs_on(method: MethodSpec, index: int, group: str) -> bool:
     """Whether `method` runs on the model at `index` in `group` (its `models` limit and its `groups`)."""
     return (method.models is None or index < method.models) and (method.groups is None or group in method.groups)
+
+
+def only_methods(tasks: list[Task], labels: list[str]) -> list[Task]:
+    """The tasks of the methods labelled `labels` and the trainings they need (`ban bench run --methods`)."""
+    known = list(dict.fromkeys(t.job.label for t in tasks if isinstance(t.job, MethodJob)))
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise BanError(f"--methods names '{unknown[0]}', which this spec does not run; choose from {', '.join(known)}")
+    kept = [t for t in tasks if isinstance(t.job, MethodJob) and t.job.label in labels]
+    wanted = {t.id for t in kept} | {t.depends_on for t in kept}
+    return [t for t in tasks if t.id in wanted]
 
 
 def plan_tasks(spec: BenchSpec) -> list[Task]:

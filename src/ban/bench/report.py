@@ -49,7 +49,21 @@ def _archs(res: BenchResults) -> list[str]:
 
 
 def _detectors(res: BenchResults) -> list[str]:
-    return [d.column for d in res.spec.detectors]
+    """The spec's detector columns that have results (a partial run's others are listed, not tabled)."""
+    ran = {r["method"] for r in res.detections}
+    return [d.column for d in res.spec.detectors if d.column in ran]
+
+
+def _mitigations(res: BenchResults) -> list[str]:
+    ran = {r["method"] for r in res.mitigations}
+    return [m.column for m in res.spec.mitigations if m.column in ran]
+
+
+def _not_run(res: BenchResults) -> list[str]:
+    """Method columns of the spec without a single result yet."""
+    methods = [m.column for m in res.spec.detectors + res.spec.mitigations]
+    ran = set(_detectors(res)) | set(_mitigations(res))
+    return [m for m in dict.fromkeys(methods) if m not in ran]
 
 
 @dataclass
@@ -174,14 +188,23 @@ def roc_table(res: BenchResults, n_boot: int, gate: ImplantGate) -> Table:
 
 
 def time_table(res: BenchResults) -> Table:
-    """Mean and median wall time of one detection, per detector (and architecture)."""
-    headers = ["Detector", "Architecture", "N", "Mean (s)", "Median (s)"]
-    table = Table("time", "Detection time per model (seconds)", headers)
+    """Mean and median wall time of one detection, per detector (and architecture), and how many a cap cut."""
+    headers = ["Detector", "Architecture", "N", "Mean (s)", "Median (s)", "Allowance (s)", "Cut"]
+    table = Table(
+        "time",
+        "Detection time per model (seconds)",
+        headers,
+        note="Allowance: the method's wall-clock cap per model (`time_limit`; '-' none). Cut: runs that reached it "
+        "and decided from what they had then, before their own stopping rule.",
+    )
     for det in _detectors(res):
         for arch in _archs(res):
             rows = _by(res.detections, method=det, arch_label=arch)
             mean, median = detection_times(rows)
-            table.rows.append([det, arch, str(len(rows)), _fmt(mean, 1), _fmt(median, 1)])
+            limits = sorted({r["verdict"]["settings"].get("time_limit") for r in rows} - {None})
+            cut = sum(bool(r["verdict"]["details"].get("cut_by_time_limit")) for r in rows)
+            allowance, cuts = (", ".join(_fmt(x, 0) for x in limits), f"{cut}/{len(rows)}") if limits else ("-", "-")
+            table.rows.append([det, arch, str(len(rows)), _fmt(mean, 1), _fmt(median, 1), allowance, cuts])
     return table
 
 
@@ -241,7 +264,7 @@ def mitigation_table(res: BenchResults, gate: ImplantGate) -> Table:
 
     `res` holds the counted results only (`ImplantGate.counted`).
     """
-    methods = [m.column for m in res.spec.mitigations]
+    methods = _mitigations(res)
     archs = _archs(res)
     headers = ["Attack", "N", "Before BA / ASR"]
     for m in methods:
@@ -281,9 +304,9 @@ def build_tables(res: BenchResults, n_boot: int = 1000) -> list[Table]:
     tables = [zoo_table(res, gate)]
     if gate.weak:
         tables.append(not_implanted_table(res, gate))
-    if res.spec.detectors:
+    if _detectors(res):
         tables += [detection_table(counted, gate), roc_table(counted, n_boot, gate), time_table(res)]
-    if res.spec.mitigations and res.spec.attacks:
+    if _mitigations(res) and res.spec.attacks:
         tables.append(mitigation_table(counted, gate))
     return tables
 
@@ -314,6 +337,8 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
         + (f"; {len(res.missing)} missing: rerun `ban bench run` to finish." if res.missing else "."),
         "",
     ]
+    if _not_run(res):
+        md += [f"No results yet (left out of the tables): {', '.join(_not_run(res))}.", ""]
     written.warnings = mixed_settings_lines(res.detections + res.mitigations)
     for line in written.warnings:
         md += [f"**Warning**: {line}", ""]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ban.bench.display import RunDisplay
 from ban.bench.executors import create_executor
-from ban.bench.plan import Task, plan_tasks
+from ban.bench.plan import Task, only_methods, plan_tasks
 from ban.bench.spec import BenchSpec, check_data
 from ban.bench.store import claim
 from ban.bench.work import Context, Outcome
@@ -106,12 +106,15 @@ def run_bench(
     force: bool = False,
     quiet: bool = False,
     threads: int | None = None,
+    methods: list[str] | None = None,
 ) -> RunSummary:
-    """Run the benchmark `spec` into `out` (see `ban.bench.store` for the layout)."""
+    """Run the benchmark `spec` into `out` (see `ban.bench.store` for the layout); `methods`: only these labels."""
     out = Path(out)
+    tasks = plan_tasks(spec)
+    if methods:
+        tasks = only_methods(tasks, methods)
     check_data(spec)
     claim(out, spec, force)
-    tasks = plan_tasks(spec)
     ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)
     ex = create_executor(executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task)
     done = {t.id for t in tasks if t.path(out).exists()}

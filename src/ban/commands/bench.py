@@ -29,6 +29,9 @@ def run(
     data_dir: Path = typer.Option(None, "--data-dir", help="Override the spec's data.data_dir."),
     device: str = typer.Option(None, "--device", help="Override the spec's device (auto, cpu, cuda[:N])."),
     threads: int = typer.Option(None, "--threads", help="Torch threads per task (default: cores / jobs)."),
+    methods: str = typer.Option(
+        None, "--methods", help="Run only these methods (labels, comma-separated) and the models they need."
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run is complete."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -38,7 +41,8 @@ def run(
 
     bench = load_spec(spec).with_overrides(str(data_dir) if data_dir else None, device)
     start = time.perf_counter()
-    summary = run_bench(bench, out, executor, jobs, ray_address, force, quiet, threads)
+    labels = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    summary = run_bench(bench, out, executor, jobs, ray_address, force, quiet, threads, labels)
     wall = time.perf_counter() - start
     console.print(
         f"{summary.total} tasks: {summary.cached} already done, {summary.ran} run now, "

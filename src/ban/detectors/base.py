@@ -95,6 +95,7 @@ def check_inputs(model: object, clean: object, who: str) -> None:
 
 
 KINDS = {bool: "true or false", int: "a whole number", float: "a number"}  # what a setting's error asks for
+OPTIONAL = {f"{t.__name__} | None": t for t in KINDS}  # a None-default setting's annotation -> its type
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,16 @@ class DetectorSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value, default = getattr(self, f.name), f.default
-            if value is not None and type(default) in (bool, int, float):
+            kind = type(default) if default is not None else OPTIONAL.get(str(f.type))
+            if value is not None and kind in KINDS:
                 try:
-                    object.__setattr__(self, f.name, type(default)(value))
+                    if kind is bool and value not in (True, False):  # bool("no") would be True
+                        raise ValueError(value)
+                    object.__setattr__(self, f.name, kind(value))
                 except (TypeError, ValueError):
                     raise BanError(
-                        f"setting {f.name} must be {KINDS[type(default)]} (default {default!r}), got {value!r}"
+                        f"setting {f.name} must be {KINDS[kind]} "
+                        f"({'unset' if default is None else repr(default)} by default), got {value!r}"
                     ) from None
         if not self.budget > 0 or not math.isfinite(self.budget):
             raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
