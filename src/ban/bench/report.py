@@ -337,8 +337,9 @@ def write_report(out: str | Path, n_boot: int = 1000) -> WrittenReport:
         + (f"; {len(res.missing)} missing: rerun `ban bench run` to finish." if res.missing else "."),
         "",
     ]
-    if _not_run(res):
-        md += [f"No results yet (left out of the tables): {', '.join(_not_run(res))}.", ""]
+    not_run = _not_run(res)
+    if not_run:
+        md += [f"No results yet (left out of the tables): {', '.join(not_run)}.", ""]
     written.warnings = mixed_settings_lines(res.detections + res.mitigations)
     for line in written.warnings:
         md += [f"**Warning**: {line}", ""]
