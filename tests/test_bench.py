@@ -499,6 +499,64 @@ def test_killed_run_resumes_without_retraining(tmp_path: Path) -> None:
     assert rows["badnets"]["ban Bd."].endswith("/1") and rows["clean"]["ban Bd."].endswith("/1")
 
 
+def _pool_workers(parent: int) -> set[int]:
+    """The process-pool workers (`multiprocessing.spawn`) whose parent is `parent`, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_run_takes_its_workers_with_it(tmp_path: Path, sig: int) -> None:
+    """Stopping `ban bench run --jobs 2` mid-training stops its pool workers too (they used to train on for
+    half an hour): SIGTERM ends the driver like Ctrl-C (exit 130) and it terminates them; after a SIGKILL the
+    workers see their parent gone and leave within seconds. Either way the unfinished tasks rerun next time."""
+    raw = tiny_raw()
+    raw["train"]["epochs"] = 100  # long enough to be mid-task whatever the machine; stopped after seconds
+    spec = write_spec(raw, tmp_path / "tiny.yaml")
+    cmd = [sys.executable, "-m", "ban.cli", "bench", "run", str(spec), "--out", str(tmp_path / "run"), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [*cmd, "--jobs", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    workers: set[int] = set()
+    while len(workers) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+        workers = _pool_workers(proc.pid)
+    assert len(workers) == 2 and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    time.sleep(2)  # the workers have their tasks now
+    assert not list((tmp_path / "run" / "models").glob("*.safetensors")), "too fast to be stopped mid-task"
+    os.kill(proc.pid, sig)
+    code = proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # never leave them behind, even when this test fails
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} outlived the run"
+    if sig == signal.SIGTERM:
+        assert code == 130, code
+        assert "the same command continues" in (proc.stderr.read() if proc.stderr else "")
+
+
 # ---------------------------------------------------------------------------- Ray
 
 

@@ -83,6 +83,15 @@ class RunDisplay:
         if self._progress is not None:
             self._progress.console.log(f"[yellow]skipped[/] {task.id}: {reason}")
 
+    def stopped(self, unfinished: int) -> None:
+        """Say (even when quiet) that the run was stopped and how it continues."""
+        self.console.print(
+            f"stopped: {unfinished} task(s) unfinished; the same command continues where this run stopped",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Protocol
@@ -27,13 +29,25 @@ class Executor(Protocol):
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]: ...
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None: ...
 
 
 def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Leave this worker as soon as the process that started it is gone (killed, even by SIGKILL)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
+def _init_pool_worker(threads: int, parent: int) -> None:
+    _init_worker(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="ban-parent-watch").start()
 
 
 class InlineExecutor:
@@ -52,7 +66,7 @@ class InlineExecutor:
     def wait(self, handles: list[Future[Outcome]]) -> list[tuple[Future[Outcome], Outcome]]:
         return [(h, h.result()) for h in handles if h.done()]
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -66,8 +80,8 @@ class ProcessExecutor:
         self.pool = ProcessPoolExecutor(
             max_workers=jobs,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(threads,),
+            initializer=_init_pool_worker,
+            initargs=(threads, os.getpid()),
         )
 
     def submit(self, task: Task) -> Future[Outcome]:
@@ -83,8 +97,21 @@ class ProcessExecutor:
                 out.append((h, Outcome("?", False, 0.0, error=f"worker failed: {type(exc).__name__}: {exc}")))
         return out
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Wait for the workers; `abort` (interrupted, terminated): stop them mid-task instead."""
+        if abort:
+            self.terminate_workers()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
+
+    def terminate_workers(self) -> None:
+        terminate = getattr(self.pool, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()
+            return
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.terminate()
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.join(timeout=10)
 
 
 class RayExecutor:
@@ -113,23 +140,33 @@ class RayExecutor:
         threads = ctx.threads or max(1, int(cpus))
         self._remote = ray.remote(_ray_execute).options(num_cpus=cpus, num_gpus=gpus)
         self._threads = threads
+        self._pending: set[Any] = set()
 
     def submit(self, task: Task) -> Any:
-        return self._remote.remote(task, self.ctx, self._threads)
+        ref = self._remote.remote(task, self.ctx, self._threads)
+        self._pending.add(ref)
+        return ref
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
         done, _ = self.ray.wait(handles, num_returns=1)
         out = []
         for h in done:
+            self._pending.discard(h)
             try:
                 out.append((h, self.ray.get(h)))
             except Exception as exc:  # noqa: BLE001 - a worker that died
                 out.append((h, Outcome("?", False, 0.0, error=f"ray task failed: {type(exc).__name__}: {exc}")))
         return out
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            for ref in self._pending:  # a shared cluster outlives us: stop what we started on it
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001, S110 - already finished or the cluster is gone
+                    pass
         if self._own:
-            self.ray.shutdown()
+            self.ray.shutdown()  # ends this session's workers, running tasks included
 
 
 def _ray_execute(task: Task, ctx: Context, threads: int) -> Outcome:

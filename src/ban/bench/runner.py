@@ -2,11 +2,16 @@
 
 Finished work is found by its content-addressed path, so a rerun (after a crash, a kill, or with
 more methods in the spec under --force) does only what is missing. Ready tasks are scheduled
-results-first: a model's detectors run as soon as it is trained, so results stream in.
+results-first: a model's detectors run as soon as it is trained, so results stream in. Ctrl-C or
+SIGTERM stops the workers with the driver (a task cut off leaves no result and reruns next time).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,7 @@ def schedule(tasks: list[Task], out: Path, executor: Any, display: RunDisplay) -
                 return t
         return None
 
+    aborted = True  # until the loop ends normally: an interrupt stops the workers instead of waiting for them
     try:
         while todo or in_flight:
             while len(in_flight) < executor.slots:
@@ -67,9 +73,12 @@ def schedule(tasks: list[Task], out: Path, executor: Any, display: RunDisplay) -
                 task = in_flight.pop(handle)
                 _finish(task, outcome, done, failed_deps, summary, display)
             _drop_orphans(todo, failed_deps, summary, display)
+        aborted = False
     finally:
-        executor.close()
+        executor.close(abort=aborted)
         display.close()
+        if aborted:
+            display.stopped(len(todo) + len(in_flight))
     return summary
 
 
@@ -119,4 +128,22 @@ def run_bench(
     ex = create_executor(executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task)
     done = {t.id for t in tasks if t.path(out).exists()}
     display = RunDisplay(tasks, done, quiet)
-    return schedule(tasks, out, ex, display)
+    with terminate_as_interrupt():
+        return schedule(tasks, out, ex, display)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within this block SIGTERM (`kill`, a scheduler's stop) interrupts like Ctrl-C, so the run stops its workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
