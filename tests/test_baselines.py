@@ -30,14 +30,14 @@ TINY = {
     "tabor": {"n_samples": 100, "batch_size": 32, "epochs": 10},
     "featurere": {"n_samples": 20, "warmup_epochs": 2, "epochs": 3, "filters": 4, "blocks": 2},
     "unicorn": {"n_samples": 20, "pretrain_epochs": 2, "epochs": 2, "inner_steps": 2, "filters": 4, "blocks": 2},
-    # measured (docs/detectors.md): at these settings seed 0 flags BadNets (target 3) and passes the clean model
+    # measured (docs/detectors.md, 2026-12-04): at these settings seeds 0-4 all flag BadNets as class 3 (0.54-0.61)
     "btidbf": {
         "n_samples": 300,
-        "batch_size": 32,
+        "batch_size": 16,
         "mask_epochs": 5,
         "mask_lr": 0.1,
         "pretrain_epochs": 8,
-        "epochs": 10,
+        "epochs": 30,
         "filters": 8,
         "blocks": 2,
     },
@@ -160,27 +160,32 @@ def test_nc_and_tabor_flag_badnets_with_its_target(zoo, clean, tmp_path, name: s
         assert all(p.stat().st_size > 0 for p in paths)
 
 
-def test_btidbf_flags_badnets_with_its_target_and_passes_the_clean_model(zoo, clean, tmp_path) -> None:
-    """BTI-DBF (> 50% rule on the predictions on G(x + noise)) flags BadNets as class 3 and passes the clean model.
+@pytest.mark.parametrize("seed", [0, 1])
+def test_btidbf_flags_badnets_with_its_target(zoo, clean, tmp_path, seed: int) -> None:
+    """BTI-DBF (> 50% rule on the predictions on G(x + noise)) flags BadNets as class 3, at two seeds.
 
-    Measured at these settings, seed 0 (≈ 25 s per model on one thread): BadNets [1, 0, 10, 187, 2, 86, 3, 0, 8, 3]
-    (0.62 → class 3), clean [18, 15, 26, 2, 6, 110, 19, 0, 101, 3] (0.37, not flagged). The margin is thin: seed 1
-    gives BadNets 0.42 (argmax 3, not flagged) and flags the clean model (0.53, class 8) — docs/detectors.md.
+    Measured 2026-12-04 at these settings (`benchmarks/seed_sweep.py btidbf`, one thread, ≈ 26 s a run):
+    seeds 0-4 give class 3 0.563, 0.543, 0.573, 0.593, 0.613 of the 300 images (class 5 second, 72-109).
+    With batch 32 and 10 training epochs (the former setting) seed 1 gave 0.42; with 30 epochs 0.47.
     """
-    det = tiny("btidbf")
-    v = det.detect(zoo.get("badnets").model, clean)
+    v = tiny("btidbf", seed).detect(zoo.get("badnets").model, clean)
     assert_valid(v, "btidbf")
     hist = v.details["histogram"]
     assert sum(hist) == 300 and v.details["argmax_class"] == hist.index(max(hist))
     assert v.score == pytest.approx(max(hist) / 300)
     assert v.details["argmax_class"] == 3, hist
     assert v.backdoored and v.target == 3 and v.score > 0.5, hist
-    assert len(save_trigger_figures(v, tmp_path)) == 3
+    if seed == 0:
+        assert len(save_trigger_figures(v, tmp_path)) == 3
 
+
+def test_btidbf_passes_the_clean_model_at_seed_0(zoo, clean) -> None:
+    """The clean model at seed 0: [13, 22, 10, 16, 10, 97, 40, 1, 87, 4] (0.32, not flagged). BTI-DBF's false
+    alarms are real, and this test does not hide them: at seed 1 the same settings flag the clean model as
+    Bag (8, 0.88), as BTI-DBF leaned to Bag on every ResNet18 model (docs/detectors.md)."""
     vc = tiny("btidbf").detect(zoo.get("clean").model, clean)
     assert_valid(vc, "btidbf")
     assert not vc.backdoored and vc.target is None and vc.score <= 0.5, vc.details["histogram"]
-    assert v.score > vc.score
 
 
 @pytest.mark.parametrize("name", ["featurere", "unicorn", "btidbf-star"])
@@ -193,6 +198,24 @@ def test_baseline_runs_end_to_end(zoo, clean, tmp_path, name: str) -> None:
         assert v.score == pytest.approx(-min(v.details["mixed_value"]))
     paths = save_trigger_figures(v, tmp_path)
     assert paths and all(p.exists() for p in paths)
+
+
+@pytest.mark.parametrize(("name", "seed"), [("featurere", 0), ("featurere", 1), ("unicorn", 0), ("unicorn", 1)])
+def test_feature_space_inversion_reaches_the_shirt_class(zoo, clean, name: str, seed: int) -> None:
+    """What FeatureRE's and Unicorn's own inversions find at the CI settings: a transform that sends the clean
+    images to Shirt (6), Fashion-MNIST's most confusable class and NC's second flag on this model.
+
+    Measured 2026-12-04 (`benchmarks/seed_sweep.py featurere|unicorn`, the TINY settings, 2-4 s a run): the
+    per-target inverted ASR of class 6 is 0.61 / 0.61 (FeatureRE, seeds 0 / 1) and 0.72 / 0.94 (Unicorn); class 0
+    reaches 0.72 / 0.00 and 0.22 / 0.61; BadNets' target 3 reaches 0.00 at every seed: these budgets do not
+    converge to the backdoor (a run with 100 images and 10 + 30 epochs, 115 s, ends at chance, 0.09-0.14, on
+    every class), so neither flags the model (mixed values ≈ 33 and ≈ 9.4, threshold -0.75).
+    """
+    v = tiny(name, seed).detect(zoo.get("badnets").model, clean)
+    asr = [stats["asr"] for stats in v.details["per_target"]]
+    assert len(asr) == 10 and all(0.0 <= a <= 1.0 for a in asr)
+    assert asr[6] >= 0.5, asr
+    assert asr[6] >= sorted(asr)[-2], asr  # first or second of the ten
 
 
 def test_figures_of_a_verdict_without_triggers_is_an_error(tmp_path) -> None:

@@ -577,6 +577,29 @@ def test_ray_executor(tmp_path: Path) -> None:
     assert set(rows) == {"badnets", "clean"}
 
 
+def test_ray_runs_as_many_tasks_at_once_as_jobs_says(tmp_path: Path) -> None:
+    """`--executor ray --jobs 1` runs one task at a time (it used to mean "the cluster's CPUs", so a speed-up of
+    2 workers over 1 was measured as 2 over 2); without --jobs Ray fills the CPUs it was given."""
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("ray is not installed (pip install 'ban[ray]')")
+    from ban.bench.executors import create_executor
+    from ban.bench.work import Context
+
+    ctx = Context(str(tmp_path), None, "cpu", None)
+    for jobs, slots in ((1, 1), (2, 2)):
+        ex = create_executor("ray", ctx, jobs)
+        try:
+            assert ex.slots == slots
+            assert ray.cluster_resources().get("CPU") == slots
+        finally:
+            ex.close()
+    assert create_executor("local", ctx).slots == 1
+    with pytest.raises(BanError, match="at least 1"):
+        create_executor("local", ctx, 0)
+
+
 # ---------------------------------------------------------------------------- metric conventions (pure)
 
 

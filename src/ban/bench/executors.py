@@ -175,13 +175,18 @@ def _ray_execute(task: Task, ctx: Context, threads: int) -> Outcome:
 
 
 def create_executor(
-    kind: str, ctx: Context, jobs: int = 1, ray_address: str | None = None, cpus: float = 1.0, gpus: float = 0.0
+    kind: str,
+    ctx: Context,
+    jobs: int | None = None,
+    ray_address: str | None = None,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
 ) -> Executor:
-    """The executor named `kind` (local or ray)."""
-    if jobs < 1:
+    """The executor named `kind` (local or ray); `jobs` None: local runs inline, Ray fills the cluster."""
+    if jobs is not None and jobs < 1:
         raise BanError(f"--jobs must be at least 1, got {jobs}")
     if kind == "local":
-        return InlineExecutor(ctx) if jobs == 1 else ProcessExecutor(ctx, jobs)
+        return InlineExecutor(ctx) if (jobs or 1) == 1 else ProcessExecutor(ctx, jobs or 1)
     if kind == "ray":
-        return RayExecutor(ctx, ray_address, cpus, gpus, jobs if jobs > 1 else None)
+        return RayExecutor(ctx, ray_address, cpus, gpus, jobs)
     raise BanError(f"unknown executor '{kind}'; choose one of {', '.join(EXECUTORS)}")

@@ -110,7 +110,7 @@ def run_bench(
     spec: BenchSpec,
     out: str | Path,
     executor: str = "local",
-    jobs: int = 1,
+    jobs: int | None = None,
     ray_address: str | None = None,
     force: bool = False,
     quiet: bool = False,

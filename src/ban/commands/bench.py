@@ -23,7 +23,9 @@ def run(
     spec: Path = typer.Argument(..., help="A zoo spec (YAML), e.g. benchmarks/specs/smoke.yaml."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (models, results, report)."),
     executor: str = typer.Option("local", "--executor", help="local (process pool; --jobs 1 runs inline) or ray."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Tasks run at once (ray: default = the cluster's CPUs)."),
+    jobs: int = typer.Option(
+        None, "--jobs", "-j", help="Tasks run at once (default: local 1, run inline; ray: the cluster's CPUs)."
+    ),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (default: start Ray locally)."),
     force: bool = typer.Option(False, "--force", help="Use DIR even if it holds another spec's results."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Override the spec's data.data_dir."),
