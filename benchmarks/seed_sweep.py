@@ -40,6 +40,10 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def describe_verdict(details: dict[str, Any]) -> str:
     if "histogram" in details:
         return f"histogram {details['histogram']}"
@@ -65,22 +69,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = parse_params(args.param)
     zoo = Zoo(cache_folder(ROOT))
+    if args.mitigation:  # a class-balanced sample of the size the repair asks for, as the mitigation tests
+        n = create_mitigation(args.method, device="cpu", quiet=True, **params).clean_samples
+        clean = CleanData.from_images(balanced_sample(zoo.defender, n, seed=1))
+    else:  # the whole defender pool, as the detector tests
+        clean = CleanData.from_images(zoo.defender)
     print(f"{args.method} {params}")
     for name in args.models.split(","):
         ckpt = zoo.get(name)
         for seed in [int(s) for s in args.seeds.split(",")]:
             start = time.perf_counter()
             if args.mitigation:
-                n = int(params.get("clean_samples", 500))
-                clean = CleanData.from_images(balanced_sample(zoo.defender, n, seed=1))
                 m = create_mitigation(args.method, seed=seed, device="cpu", quiet=True, **params)
                 _, report = m.run(ckpt.model, clean, zoo.test, ckpt.attack)
                 b, a = report.before, report.after
                 assert b is not None and a is not None
-                line = f"BA {b.ba:.3f} -> {a.ba:.3f}  ASR {b.asr if b.asr is None else round(b.asr, 3)} -> "
-                line += f"{a.asr if a.asr is None else round(a.asr, 3)}"
+                line = f"BA {b.ba:.3f} -> {a.ba:.3f}  ASR {rate(b.asr)} -> {rate(a.asr)}"
             else:
-                clean = CleanData.from_images(zoo.defender)
                 detector = create_detector(args.method, seed=seed, device="cpu", quiet=True, **params)
                 v = detector.detect(ckpt.model, clean)
                 flag = f"flagged {v.target}" if v.backdoored else "not flagged"

@@ -499,26 +499,27 @@ def test_killed_run_resumes_without_retraining(tmp_path: Path) -> None:
     assert rows["badnets"]["ban Bd."].endswith("/1") and rows["clean"]["ban Bd."].endswith("/1")
 
 
+def _stat(proc: Path) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state, parent pid, ...); [] for a process gone."""
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _pool_workers(parent: int) -> set[int]:
     """The process-pool workers (`multiprocessing.spawn`) whose parent is `parent`, from /proc."""
     found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and b"spawn_main" in cmdline:
-            found.add(int(stat.parent.name))
+    for proc in Path("/proc").glob("[0-9]*"):
+        fields = _stat(proc)
+        if fields and int(fields[1]) == parent and b"spawn_main" in (proc / "cmdline").read_bytes():
+            found.add(int(proc.name))
     return found
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = _stat(Path(f"/proc/{pid}"))
+    return bool(fields) and fields[0] != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")

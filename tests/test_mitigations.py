@@ -56,7 +56,7 @@ def repaired(name: str, ckpt: Any, clean: CleanData, zoo: Any, **settings: Any) 
     """Run (once per test session) mitigation `name` on the BadNets model; the evaluator measures BA/ASR."""
     key = json.dumps([name, settings], sort_keys=True)
     if key not in _RUNS:
-        m = create_mitigation(name, seed=0, device="cpu", quiet=True, clean_samples=CLEAN, **settings)
+        m = create_mitigation(name, seed=0, device="cpu", quiet=True, **{"clean_samples": CLEAN, **settings})
         _RUNS[key] = m.run(ckpt.model, clean, zoo.test, ckpt.attack)
     return _RUNS[key]
 
@@ -114,9 +114,7 @@ def test_ibau_lowers_the_asr_once_it_sees_enough_batches(badnets: Any, zoo: Any)
     measured one, the BA floor well above chance (0.10)."""
     n = 768
     clean = CleanData.from_images(balanced_sample(zoo.defender, n, seed=1))
-    settings = {"clean_samples": n, "batch_size": 64, "budget": 0.4}
-    m = create_mitigation("ibau", seed=0, device="cpu", quiet=True, **settings)
-    _, report = m.run(badnets.model, clean, zoo.test, badnets.attack)
+    _, report = repaired("ibau", badnets, clean, zoo, clean_samples=n, batch_size=64, budget=0.4)
     assert report.before is not None and report.after is not None
     assert report.before.asr is not None and report.after.asr is not None
     assert report.settings["rounds"] == 2

@@ -108,9 +108,10 @@ class ProcessExecutor:
         if terminate is not None:
             terminate()
             return
-        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        for process in processes:
             process.terminate()
-        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+        for process in processes:
             process.join(timeout=10)
 
 
@@ -186,7 +187,7 @@ def create_executor(
     if jobs is not None and jobs < 1:
         raise BanError(f"--jobs must be at least 1, got {jobs}")
     if kind == "local":
-        return InlineExecutor(ctx) if (jobs or 1) == 1 else ProcessExecutor(ctx, jobs or 1)
+        return ProcessExecutor(ctx, jobs) if jobs and jobs > 1 else InlineExecutor(ctx)
     if kind == "ray":
         return RayExecutor(ctx, ray_address, cpus, gpus, jobs)
     raise BanError(f"unknown executor '{kind}'; choose one of {', '.join(EXECUTORS)}")
