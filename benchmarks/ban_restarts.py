@@ -30,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ban_collapse import auroc, defender_data  # noqa: E402
 
 from ban.checkpoint import load_model  # noqa: E402
+from ban.commands.common import parse_params  # noqa: E402
 from ban.detectors import create_detector  # noqa: E402
 from ban.detectors.ban_detector import per_class_scores, pooled_scores  # noqa: E402
 
 KEEP = ("confusion_no_mask", "confusion_negative_mask", "confusion_negative_mask_no_noise", "loss_rise")
 
 
-def run(folder: Path, out: Path, seeds: int) -> None:
+def run(folder: Path, out: Path, seeds: int, settings: dict[str, Any]) -> None:
     done = {(r["model"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     clean = defender_data(folder)
     for path in sorted((folder / "models").glob("*.safetensors")):
@@ -47,7 +48,7 @@ def run(folder: Path, out: Path, seeds: int) -> None:
         attack = ckpt.meta.get("attack") or {}
         for seed in todo:
             t = time.perf_counter()
-            v = create_detector("ban", seed=seed, quiet=True).detect(ckpt.model, clean)
+            v = create_detector("ban", seed=seed, quiet=True, **settings).detect(ckpt.model, clean)
             row = {
                 "model": path.stem,
                 "attack": attack.get("name"),
@@ -117,6 +118,33 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
         )
 
 
+def per_attack(out: Path, threshold: float, k: int, how: str, min_asr: float = 0.8) -> None:
+    """One row for the no-mask pooled score over the first k seeds: Bd. per attack (right target / working
+    backdoors), clean models flagged, AUROC, and the TPR at a false-alarm rate of at most 1 % (with fewer
+    than 100 clean models: the share of working backdoors scoring above every clean model)."""
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in map(json.loads, out.read_text().splitlines()):
+        by_model[r["model"]].append(r)
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    pos, neg = [], []
+    for rs in by_model.values():
+        rs = sorted(rs, key=lambda r: r["seed"])[:k]
+        score, cls = combined(rs, "no-mask", "pooled", how)
+        if rs[0]["target"] is None:
+            neg.append(score)
+        elif (rs[0].get("asr") or 0) >= min_asr:
+            pos.append(score)
+            hits[rs[0]["attack"]][0] += score > threshold and cls == rs[0]["target"]
+            hits[rs[0]["attack"]][1] += 1
+    allowed = int(0.01 * len(neg))  # clean models allowed above the cut at 1 % FPR
+    cut = sorted(neg, reverse=True)[allowed] if neg else float("inf")
+    tpr = sum(p > cut for p in pos) / max(1, len(pos))
+    attacks = ", ".join(f"{a} {h}/{n}" for a, (h, n) in sorted(hits.items()))
+    label = "seed 0 alone" if k == 1 else f"{how} of {k}"
+    flagged = sum(s > threshold for s in neg)
+    print(f"| {label} | {attacks} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", type=Path)
@@ -124,12 +152,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--param", action="append", default=[], help="a detector setting KEY=VALUE (repeatable)")
     ap.add_argument("--summary", action="store_true", help="only print the tables of OUT")
     args = ap.parse_args()
     if not args.summary:
         torch.set_num_threads(args.threads)
-        run(args.folder, args.out, args.seeds)
+        run(args.folder, args.out, args.seeds, parse_params(args.param))
     summary(args.out, args.threshold)
+    print("\n| no-mask, pooled | Bd. per attack | clean flagged | AUROC | TPR at 1 % FPR |\n|---|---|---|---|---|")
+    per_attack(args.out, args.threshold, 1, "mean")
+    per_attack(args.out, args.threshold, 2, "mean")
 
 
 if __name__ == "__main__":

@@ -126,11 +126,22 @@ def test_verdict_json_round_trip(tmp_path: Path, zoo, clean) -> None:  # type: i
     assert {"clean_loss", "noisy_loss", "loss_rise", "histogram_negative_mask"} <= set(w.details)
 
 
+@pytest.mark.parametrize(("name", "flagged"), [("r18-badnets", True), ("r18-clean", False)])
+def test_defaults_decide_resnet18(zoo, clean, name: str, flagged: bool) -> None:  # type: ignore[no-untyped-def]
+    """The paper's architecture at the defaults (full budget): ResNet18-1/4 trained with augmentation, BadNets
+    target 2 (ASR 0.95) flagged with its target, the clean model of the same recipe passed."""
+    checkpoint = zoo.get(name)
+    v = BAN().detect(checkpoint.model, clean)
+    assert v.backdoored is flagged
+    assert v.target == (2 if flagged else None) == checkpoint.meta.get("target")
+    assert len(v.details["restarts"]) == 2 and v.settings["step_scale"] == 2.5
+
+
 def test_restarts_keep_the_highest_scoring_run(zoo, clean) -> None:  # type: ignore[no-untyped-def]
     """restarts=2 runs the detector at seeds 0 and 1, each as a single run would, and keeps the higher score."""
     model = zoo.get("clean").model
-    single = [fast_verdict(zoo, clean, "clean", "paper"), BAN(seed=1, **FAST).detect(model, clean)]
-    both = BAN(restarts=2, **FAST).detect(model, clean)
+    single = [BAN(seed=s, restarts=1, **FAST).detect(model, clean) for s in (0, 1)]
+    both = BAN(restarts=2, combine="max", **FAST).detect(model, clean)
     runs = both.details["restarts"]
     assert [r["seed"] for r in runs] == [0, 1]
     assert [r["score"] for r in runs] == pytest.approx([v.score for v in single])
@@ -139,6 +150,23 @@ def test_restarts_keep_the_highest_scoring_run(zoo, clean) -> None:  # type: ign
     assert both.score == pytest.approx(best.score) and both.backdoored == best.backdoored
     assert both.details["restart_chosen"] == single.index(best)
     assert both.details["histogram"] == best.details["histogram"] and both.settings["restarts"] == 2
+
+
+def test_restarts_mean_averages_every_class_score(zoo, clean) -> None:  # type: ignore[no-untyped-def]
+    """combine=mean: a class's score is its mean over the runs; each run predicts all of its share of the held-out
+    images (1000 shared by 2 runs: 500 each, as a single run asked for 500 draws them)."""
+    model = zoo.get("badnets").model
+    halves = {**FAST, "eval_samples": 500}
+    single = [BAN(seed=s, restarts=1, early_stop=False, **halves).detect(model, clean) for s in (0, 1)]
+    both = BAN(restarts=2, combine="mean", **FAST).detect(model, clean)
+    a, b = (v.details["scores_per_class"] for v in single)
+    expected = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+    assert both.details["scores_per_class"] == pytest.approx(expected, abs=1e-6)
+    best = max(range(10), key=lambda c: expected[c])
+    assert both.score == pytest.approx(expected[best], abs=1e-6)
+    assert both.backdoored and both.target == best == 3  # the BadNets target, at 0.5 of the mean
+    assert both.details["restart_chosen"] == int(a[best] < b[best])  # the run scoring higher on that class
+    assert both.details["images_predicted"] == both.details["images_held_out"] == 500
 
 
 def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-untyped-def]
@@ -158,6 +186,10 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(preset="fast")
     with pytest.raises(BanError, match="restarts"):
         BAN(restarts=0)
+    with pytest.raises(BanError, match="combine restarts"):
+        BAN(combine="median")
+    with pytest.raises(BanError, match="step_scale"):
+        BAN(step_scale=0)
     with pytest.raises(BanError, match="quantile must be a number"):
         BAN(quantile="x")  # as `--param quantile=x` gives it
     with pytest.raises(BanError, match=r"mask_batches must be a whole number \(unset by default\), got 'x'"):

@@ -67,6 +67,11 @@ OPTION_PRESETS: dict[str, dict[str, Any]] = {
         "early_stop": True,
         "recalibrate_bn": False,
         "mask_batches": 0,  # an epoch is one pass over the optimisation images (4 batches of 500)
+        # chosen by measurement (docs/ban-defaults.md, "Two averaged draws of a full-step search"): the noise
+        # steps 2.5 eps / steps (the paper: eps / steps), two runs, every class's score averaged over them
+        "step_scale": 2.5,
+        "restarts": 2,
+        "combine": "mean",
     },
     "faithful": {
         "project": False,
@@ -77,10 +82,14 @@ OPTION_PRESETS: dict[str, dict[str, Any]] = {
         "early_stop": False,
         "recalibrate_bn": True,
         "mask_batches": None,  # batches_per_epoch (20) batches drawn with replacement per epoch, as the official code
+        "step_scale": 1.0,  # unused: the official noise steps eps / steps from a fresh start per batch
+        "restarts": 1,
+        "combine": "max",
     },
 }
 STATISTICS = ("negative-mask", "no-mask")
 RULES = ("pooled", "per-class")
+COMBINE = ("max", "mean")
 MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half for the histogram
 
 
@@ -88,10 +97,13 @@ MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half
 class BANSettings(DetectorSettings):
     """BAN's settings; budget multiplies mask epochs and noise steps (1.0 = the paper's 20 epochs and 30 steps).
 
-    early_stop, noise_train_mode, recalibrate_bn, mask_train_mode, mask_batches: None takes the
-    preset's choice (`options` resolves them); quantile is recorded only under the per-class rule.
+    early_stop, noise_train_mode, recalibrate_bn, mask_train_mode, mask_batches, step_scale, restarts,
+    combine: None takes the preset's choice (`options` resolves them); quantile is recorded only under
+    the per-class rule.
     restarts: independent runs (mask, noise and held-out images drawn with seeds seed, seed + 1, ...);
-    the verdict is the highest-scoring run's (docs/ban-defaults.md, "One noise search is one draw").
+    combine: how their scores make the verdict: "max" keeps the highest-scoring run's verdict, "mean"
+    averages every class's score over the runs and decides on those means (docs/ban-defaults.md, "One
+    noise search is one draw"). step_scale: the noise step is step_scale * eps / steps (1.0: the paper's).
     """
 
     budgeted: ClassVar[tuple[str, ...]] = ("steps", "mask_epochs")
@@ -102,6 +114,7 @@ class BANSettings(DetectorSettings):
     threshold: float = 0.5
     eps: float = 0.3
     steps: int = 30
+    step_scale: float | None = None
     mask_lambda: float = 0.75
     mask_lr: float = 0.01
     mask_epochs: int = 20
@@ -115,7 +128,8 @@ class BANSettings(DetectorSettings):
     mask_train_mode: bool | None = None
     mask_batches: int | None = None
     quantile: float = 0.5
-    restarts: int = 1
+    restarts: int | None = None
+    combine: str | None = None
 
     def validate(self) -> None:
         if self.time_limit is not None:
@@ -131,10 +145,16 @@ class BANSettings(DetectorSettings):
             raise BanError(f"unknown BAN rule '{self.rule}'; choose one of {', '.join(RULES)}")
         if not 0.0 < self.threshold < 1.0:
             raise BanError(f"threshold is a fraction of the held-out images in (0, 1), got {self.threshold}")
+        if self.step_scale is not None and not self.step_scale > 0.0:
+            raise BanError(f"step_scale (noise step = step_scale * eps / steps) must be > 0, got {self.step_scale}")
         if not 0.0 <= self.quantile <= 1.0:
             raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {self.quantile}")
-        if self.restarts < 1:  # a whole number already: __post_init__ converts it like every int setting
+        if (
+            self.restarts is not None and self.restarts < 1
+        ):  # a whole number already: __post_init__ converts it like every int setting
             raise BanError(f"restarts is a whole number of runs >= 1, got {self.restarts!r}")
+        if self.combine is not None and self.combine not in COMBINE:
+            raise BanError(f"unknown way to combine restarts '{self.combine}'; choose one of {', '.join(COMBINE)}")
         if self.mask_batches is not None and self.mask_batches < 0:
             raise BanError(
                 f"mask_batches must be >= 0 (0: one pass over the images per epoch), got {self.mask_batches}"
@@ -151,10 +171,22 @@ class BANSettings(DetectorSettings):
             options["cache_features"] = options["cache_features"] and not self.mask_train_mode
         if self.mask_batches is not None:
             options["mask_batches"] = int(self.mask_batches)
+        for key in ("step_scale", "restarts", "combine"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
         return options
 
     def record(self) -> dict[str, Any]:
-        overrides = ("early_stop", "noise_train_mode", "recalibrate_bn", "mask_train_mode", "mask_batches")
+        overrides = (
+            "early_stop",
+            "noise_train_mode",
+            "recalibrate_bn",
+            "mask_train_mode",
+            "mask_batches",
+            "step_scale",
+            "restarts",
+            "combine",
+        )
         recorded = {k: v for k, v in super().record().items() if k not in overrides}
         if self.rule != "per-class":
             del recorded["quantile"]
@@ -200,7 +232,7 @@ class BAN(Detector):
         n_opt = min(self.config.opt_samples, len(clean) // 2)
         opt, rest = perm[:n_opt], perm[n_opt:]
         if self.config.eval_samples is not None:
-            rest = rest[: self.config.eval_samples]
+            rest = rest[: self._eval_per_run()]
         return clean.x[opt], clean.y[opt], clean.x[rest], clean.y[rest]
 
     def _noise(
@@ -218,7 +250,7 @@ class BAN(Detector):
         noise.reset(random=True, generator=g)
         order = torch.randperm(len(x), generator=g)
         chunks = [order[sl] for sl in batches(len(x), self.config.batch_size)]
-        step = self.config.eps / steps
+        step = self.options["step_scale"] * self.config.eps / steps
         with noise.applied():
             for i in track(range(steps), "neuron noise", quiet=self.quiet):
                 idx = chunks[i % len(chunks)]
@@ -264,9 +296,22 @@ class BAN(Detector):
                 plain += torch.bincount(yt * k + logits_plain.argmax(1).cpu(), minlength=k * k).view(k, k)
                 seen = sl.stop
                 chosen = neg if self.config.statistic == "negative-mask" else plain
-                if self.options["early_stop"] and self._decided(chosen, per_class_total):
+                if self._stops_early() and self._decided(chosen, per_class_total):
                     break
         return neg, plain, neg_quiet, seen
+
+    def _averaged(self) -> bool:
+        return self.options["restarts"] > 1 and self.options["combine"] == "mean"
+
+    def _stops_early(self) -> bool:
+        """Early stop settles one run's decision; a mean over restarts needs every run's shares whole."""
+        return bool(self.options["early_stop"]) and not self._averaged()
+
+    def _eval_per_run(self) -> int:
+        """Held-out images a run predicts: `eval_samples`, shared out among averaged restarts (each run's
+        shares are then estimated from eval_samples / restarts images; the mean from all of them)."""
+        n = int(self.config.eval_samples or 0)
+        return -(-n // self.options["restarts"]) if self._averaged() else n
 
     def _scores(self, confusion: Tensor) -> Tensor:
         """Score of every candidate target class under the chosen rule."""
@@ -296,15 +341,25 @@ class BAN(Detector):
 
     # ---- the detector ------------------------------------------------------------------------
     def detect(self, model: nn.Module, clean: CleanData) -> Verdict:
-        """One run at `seed`; with `restarts` = K, K runs at seeds seed .. seed + K - 1 and the
-        highest-scoring run's verdict (the first on ties), every run's score and class recorded."""
+        """One run at `seed`; with `restarts` = K, K runs at seeds seed .. seed + K - 1, combined by
+        `combine` (the highest-scoring run, or every class's mean score), every run's score and class
+        recorded. The chosen run (the one scoring highest on the verdict's class) gives the details."""
         start = time.perf_counter()
         model, dev = self.prepare(model, clean, frozen_copy=False)  # BAN restores what it changes
         get_split(model)
-        runs = [self._run(model, dev, clean, self.seed + i) for i in range(self.config.restarts)]
+        runs = [self._run(model, dev, clean, self.seed + i) for i in range(self.options["restarts"])]
         if len(runs) == 1:
             return runs[0]
-        best = max(range(len(runs)), key=lambda i: runs[i].score)
+        per_class = torch.tensor([v.details["scores_per_class"] for v in runs], dtype=torch.float64)
+        if self.options["combine"] == "mean":
+            scores = per_class.mean(0)
+            flagged, target = flag_and_target(scores, self.config.threshold)
+            best_class = int(scores.argmax())
+            score = float(scores[best_class])
+            best = int(per_class[:, best_class].argmax())
+        else:
+            best = max(range(len(runs)), key=lambda i: runs[i].score)
+            flagged, target, score = runs[best].backdoored, runs[best].target, runs[best].score
         chosen = runs[best]
         details = {
             **chosen.details,
@@ -314,9 +369,9 @@ class BAN(Detector):
             ],
             "restart_chosen": best,
         }
-        return self.verdict(
-            chosen.backdoored, chosen.target, chosen.score, chosen.threshold, start, details, chosen.artifacts
-        )
+        if self.options["combine"] == "mean":
+            details["scores_per_class"] = [round(float(v), 6) for v in scores]
+        return self.verdict(flagged, target, score, chosen.threshold, start, details, chosen.artifacts)
 
     def _run(self, model: nn.Module, dev: torch.device, clean: CleanData, seed: int) -> Verdict:
         """One run on the prepared model: mask, noise and held-out predictions, every random draw from `seed`."""
