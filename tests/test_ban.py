@@ -129,7 +129,7 @@ def test_verdict_json_round_trip(tmp_path: Path, zoo, clean) -> None:  # type: i
 @pytest.mark.parametrize(("name", "flagged"), [("r18-badnets", True), ("r18-clean", False)])
 def test_defaults_decide_resnet18(zoo, clean, name: str, flagged: bool) -> None:  # type: ignore[no-untyped-def]
     """The paper's architecture at the defaults (full budget): ResNet18-1/4 trained with augmentation, BadNets
-    target 2 (ASR 0.95) flagged with its target, the clean model of the same recipe passed."""
+    target 2 (ASR 0.93) flagged with its target, the clean model of the same recipe passed."""
     checkpoint = zoo.get(name)
     v = BAN().detect(checkpoint.model, clean)
     assert v.backdoored is flagged
