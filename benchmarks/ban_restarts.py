@@ -84,10 +84,16 @@ def combined(rs: list[dict[str, Any]], statistic: str, rule: str, how: str) -> t
     return float(per_seed[best]), int(best[1])
 
 
-def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
+def rows_by_model(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The (model, seed) rows of OUT, grouped by model."""
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in map(json.loads, out.read_text().splitlines()):
         by_model[r["model"]].append(r)
+    return by_model
+
+
+def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
+    by_model = rows_by_model(out)
     print("| model | target | score (class) by seed |")
     print("|---|---|---|")
     for name, rs in sorted(by_model.items()):
@@ -122,9 +128,7 @@ def per_attack(out: Path, threshold: float, k: int, how: str, min_asr: float = 0
     """One row for the no-mask pooled score over the first k seeds: Bd. per attack (right target / working
     backdoors), clean models flagged, AUROC, and the TPR at a false-alarm rate of at most 1 % (with fewer
     than 100 clean models: the share of working backdoors scoring above every clean model)."""
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in map(json.loads, out.read_text().splitlines()):
-        by_model[r["model"]].append(r)
+    by_model = rows_by_model(out)
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     pos, neg = [], []
     for rs in by_model.values():

@@ -90,6 +90,17 @@ OPTION_PRESETS: dict[str, dict[str, Any]] = {
 STATISTICS = ("negative-mask", "no-mask")
 RULES = ("pooled", "per-class")
 COMBINE = ("max", "mean")
+# settings whose None means "the preset's choice" (resolved by `BANSettings.options`, recorded resolved)
+PRESET_CHOICES = (
+    "early_stop",
+    "noise_train_mode",
+    "recalibrate_bn",
+    "mask_train_mode",
+    "mask_batches",
+    "step_scale",
+    "restarts",
+    "combine",
+)
 MIN_PER_CLASS = 10  # clean images per class needed: half for optimisation, half for the histogram
 
 
@@ -149,9 +160,7 @@ class BANSettings(DetectorSettings):
             raise BanError(f"step_scale (noise step = step_scale * eps / steps) must be > 0, got {self.step_scale}")
         if not 0.0 <= self.quantile <= 1.0:
             raise BanError(f"quantile (per-class rule) is a fraction in [0, 1], got {self.quantile}")
-        if (
-            self.restarts is not None and self.restarts < 1
-        ):  # a whole number already: __post_init__ converts it like every int setting
+        if self.restarts is not None and self.restarts < 1:  # a whole number: __post_init__ converts it
             raise BanError(f"restarts is a whole number of runs >= 1, got {self.restarts!r}")
         if self.combine is not None and self.combine not in COMBINE:
             raise BanError(f"unknown way to combine restarts '{self.combine}'; choose one of {', '.join(COMBINE)}")
@@ -177,17 +186,7 @@ class BANSettings(DetectorSettings):
         return options
 
     def record(self) -> dict[str, Any]:
-        overrides = (
-            "early_stop",
-            "noise_train_mode",
-            "recalibrate_bn",
-            "mask_train_mode",
-            "mask_batches",
-            "step_scale",
-            "restarts",
-            "combine",
-        )
-        recorded = {k: v for k, v in super().record().items() if k not in overrides}
+        recorded = {k: v for k, v in super().record().items() if k not in PRESET_CHOICES}
         if self.rule != "per-class":
             del recorded["quantile"]
         return {**recorded, **self.options()}
@@ -232,7 +231,7 @@ class BAN(Detector):
         n_opt = min(self.config.opt_samples, len(clean) // 2)
         opt, rest = perm[:n_opt], perm[n_opt:]
         if self.config.eval_samples is not None:
-            rest = rest[: self._eval_per_run()]
+            rest = rest[: self._eval_per_run(self.config.eval_samples)]
         return clean.x[opt], clean.y[opt], clean.x[rest], clean.y[rest]
 
     def _noise(
@@ -301,16 +300,16 @@ class BAN(Detector):
         return neg, plain, neg_quiet, seen
 
     def _averaged(self) -> bool:
+        """True when the verdict is a mean over several runs."""
         return self.options["restarts"] > 1 and self.options["combine"] == "mean"
 
     def _stops_early(self) -> bool:
         """Early stop settles one run's decision; a mean over restarts needs every run's shares whole."""
         return bool(self.options["early_stop"]) and not self._averaged()
 
-    def _eval_per_run(self) -> int:
-        """Held-out images a run predicts: `eval_samples`, shared out among averaged restarts (each run's
-        shares are then estimated from eval_samples / restarts images; the mean from all of them)."""
-        n = int(self.config.eval_samples or 0)
+    def _eval_per_run(self, n: int) -> int:
+        """Held-out images a run predicts of the `n` asked for: shared out among averaged restarts (each run's
+        shares are then estimated from n / restarts images; the mean from all of them)."""
         return -(-n // self.options["restarts"]) if self._averaged() else n
 
     def _scores(self, confusion: Tensor) -> Tensor:
@@ -350,13 +349,14 @@ class BAN(Detector):
         runs = [self._run(model, dev, clean, self.seed + i) for i in range(self.options["restarts"])]
         if len(runs) == 1:
             return runs[0]
-        per_class = torch.tensor([v.details["scores_per_class"] for v in runs], dtype=torch.float64)
-        if self.options["combine"] == "mean":
+        combined: dict[str, Any] = {}
+        if self._averaged():
+            per_class = torch.tensor([v.details["scores_per_class"] for v in runs], dtype=torch.float64)
             scores = per_class.mean(0)
             flagged, target = flag_and_target(scores, self.config.threshold)
-            best_class = int(scores.argmax())
-            score = float(scores[best_class])
-            best = int(per_class[:, best_class].argmax())
+            score = float(scores.max())
+            best = int(per_class[:, int(scores.argmax())].argmax())
+            combined["scores_per_class"] = [round(float(v), 6) for v in scores]
         else:
             best = max(range(len(runs)), key=lambda i: runs[i].score)
             flagged, target, score = runs[best].backdoored, runs[best].target, runs[best].score
@@ -368,9 +368,8 @@ class BAN(Detector):
                 for i, v in enumerate(runs)
             ],
             "restart_chosen": best,
+            **combined,
         }
-        if self.options["combine"] == "mean":
-            details["scores_per_class"] = [round(float(v), 6) for v in scores]
         return self.verdict(flagged, target, score, chosen.threshold, start, details, chosen.artifacts)
 
     def _run(self, model: nn.Module, dev: torch.device, clean: CleanData, seed: int) -> Verdict:
