@@ -228,6 +228,8 @@ def test_cli_detect_folder_json_and_mitigate(tmp_path: Path, zoo, capsys) -> Non
     out = tmp_path / "verdicts.json"
     args = ["detect", str(folder), "--budget", "0.25", "--clean-samples", "1200", "--json", str(out), "-q"]
     assert main([*args, "--fail-on-backdoor"]) == 1
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "score = mean of 2 runs on class 3 (seed 0: " in printed  # the default's score, read as a mean
     rows = {r["model"]: r for r in json.loads(out.read_text())}
     assert rows["badnets.safetensors"]["backdoored"] and rows["badnets.safetensors"]["target"] == 3
     assert not rows["clean.safetensors"]["backdoored"]

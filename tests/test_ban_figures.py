@@ -45,3 +45,28 @@ def test_figures_are_written_and_need_the_run(tmp_path: Path, scanned) -> None: 
     assert read_back.artifacts == {} and "artifacts" not in verdict.to_dict()
     with pytest.raises(BanError, match="rescan"):
         verdict_features(model, read_back, clean, 1.0, 50, 0, torch.device("cpu"))
+
+
+def test_histogram_of_a_mean_shows_the_mean_it_decided_on(tmp_path: Path, scanned) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from ban.detectors.ban_detector import averaged_scores
+    from ban.figures.detection import histogram_figure
+
+    _, verdict, _, _ = scanned
+    assert verdict.settings["combine"] == "mean" and verdict.settings["restarts"] == 2  # the default
+    averaged = averaged_scores(verdict)
+    assert averaged is not None
+    scores, per_run, seeds = averaged
+    assert seeds == [0, 1]
+    for c, s in enumerate(scores):  # the bars are the hand-computed mean of the two runs' per-class scores
+        assert abs(s - (per_run[0][c] + per_run[1][c]) / 2) < 1e-5
+    assert abs(max(scores) - verdict.score) < 1e-5
+    assert [max(r) for r in per_run] == pytest.approx([r["score"] for r in verdict.details["restarts"]], abs=1e-5)
+    best_of = replace(verdict, settings={**verdict.settings, "combine": "max"})
+    assert averaged_scores(best_of) is None  # a best-of is the chosen run's own histogram
+    wide = Image.open(histogram_figure(verdict, tmp_path / "mean.png")).size[0]
+    narrow = Image.open(histogram_figure(best_of, tmp_path / "max.png")).size[0]
+    assert wide > narrow * 1.3  # the mean's own panel is drawn beside the chosen run's histograms

@@ -162,6 +162,8 @@ def detect(job: MethodJob, ctx: Context) -> str:
     clean = clean_data(job, ctx)
     kwargs = with_clean_count(DETECTORS.get(job.method), job.kwargs, len(clean))
     detector = create_detector(job.method, seed=job.seed, device=ctx.device, quiet=True, **kwargs)
+    # a long search stopped part-way (a killed run, the end of a sitting) continues from here next time
+    detector.snapshot_dir = job.path(Path(ctx.out)).with_suffix(".partial")
     verdict = detector.detect(ckpt.model, clean)
     result = {
         "kind": "detect",

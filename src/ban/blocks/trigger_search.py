@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ban.blocks.snapshot import Snapshot, fingerprint
 from ban.progress import Bar
 from ban.utils import batches
 
@@ -73,7 +75,8 @@ class SearchConfig:
 @dataclass
 class SearchResult:
     """Per target (k = len(targets)): best masks (k×1×H×W), patterns (k×C×H×W), their L1 norms,
-    whether the success threshold was ever reached, the epochs run and the last epoch's attack success."""
+    whether the success threshold was ever reached, the epochs run and the last epoch's attack success;
+    a search continued from a snapshot: the epoch it continued at and the seconds of its earlier sittings."""
 
     targets: list[int]
     masks: Tensor
@@ -82,6 +85,8 @@ class SearchResult:
     found: list[bool]
     epochs: list[int]
     success: list[float]
+    resumed_from_epoch: int = 0
+    seconds_before: float = 0.0
 
 
 class _CostSchedule:
@@ -98,6 +103,15 @@ class _CostSchedule:
         self.reg_best = np.full(k, np.inf)
         self.es_best = np.full(k, np.inf)
         self.es_counter = np.zeros(k, int)
+
+    STATE = ("cost", "set_counter", "up", "down", "up_flag", "down_flag", "reg_best", "es_best", "es_counter")
+
+    def state(self) -> dict[str, Tensor]:
+        return {name: torch.from_numpy(getattr(self, name).copy()) for name in self.STATE}
+
+    def restore(self, state: dict[str, Tensor]) -> None:
+        for name in self.STATE:
+            setattr(self, name, state[name].numpy().copy())
 
     def update(self, acc: np.ndarray, reg: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """After one epoch: returns (improved: save these as best, stop: these targets are done)."""
@@ -144,12 +158,17 @@ def search_triggers(
     quiet: bool = True,
     description: str = "trigger search",
     out_of_time: Callable[[], bool] | None = None,
+    snapshot: str | Path | None = None,
+    snapshot_every: float = 60.0,
 ) -> SearchResult:
     """Optimise a mask and pattern for every target in `targets` at once (until `out_of_time()`, checked per batch:
     an epoch that runs out of time ends with the batches it has done, which then count as its epoch).
 
     model: frozen classifier in eval mode; x: clean images (N×C×H×W in [0, 1], on the model's device);
     y: their labels (N,), used only by loss terms that need them (Tabor's blocking term).
+    snapshot: a file for the search's state after whole epochs (at most every `snapshot_every` seconds); a
+    search that finds its own snapshot there continues from it, exactly as if it had not stopped, and
+    removes it when it finishes.
     """
     dev = x.device
     k, (c, h, w) = len(targets), x.shape[1:]
@@ -165,8 +184,24 @@ def search_triggers(
     active = np.ones(k, bool)
     epochs_run = np.zeros(k, int)
     last_acc = np.zeros(k)
+    extra = getattr(extra_loss, "__qualname__", None)  # Tabor's terms or none
+    key = "" if snapshot is None else fingerprint(cfg.to_dict(), targets, extra, x, y, *model.state_dict().values())
+    saved = Snapshot(snapshot, key, snapshot_every)
+    state = saved.load()
+    first = 0
+    if state is not None:
+        with torch.no_grad():
+            mask_w.copy_(state["mask_w"].to(dev))
+            pattern_w.copy_(state["pattern_w"].to(dev))
+        opt.load_state_dict(state["optimizer"])
+        schedule.restore(state["schedule"])
+        best_m, best_p = state["best_m"].to(dev), state["best_p"].to(dev)
+        active, epochs_run, last_acc = (state[n].numpy().copy() for n in ("active", "epochs_run", "last_acc"))
+        generator.set_state(state["generator"])
+        first = int(state["epoch"])
     with Bar(description, cfg.epochs, quiet=quiet) as bar:
-        for _epoch in range(cfg.epochs):
+        bar.advance(first)
+        for epoch in range(first, cfg.epochs):
             if out_of_time is not None and out_of_time():
                 break
             live = torch.from_numpy(np.nonzero(active)[0]).to(dev)
@@ -209,6 +244,22 @@ def search_triggers(
             bar.advance(info=f"{int(active.sum())}/{k} targets left")
             if not active.any() or timed_out:
                 break
+            saved.save(
+                {
+                    "epoch": epoch + 1,
+                    "mask_w": mask_w.detach().cpu(),
+                    "pattern_w": pattern_w.detach().cpu(),
+                    "optimizer": opt.state_dict(),
+                    "schedule": schedule.state(),
+                    "best_m": best_m.cpu(),
+                    "best_p": best_p.cpu(),
+                    "active": torch.from_numpy(active.copy()),
+                    "epochs_run": torch.from_numpy(epochs_run.copy()),
+                    "last_acc": torch.from_numpy(last_acc.copy()),
+                    "generator": generator.get_state(),
+                }
+            )
+    saved.clear()
     found = np.isfinite(schedule.reg_best)
     # a target that never reached the success threshold keeps its last mask (as the official code does)
     if (~found).any():
@@ -224,6 +275,8 @@ def search_triggers(
         found=[bool(v) for v in found],
         epochs=[int(v) for v in epochs_run],
         success=[float(v) for v in last_acc],
+        resumed_from_epoch=first,
+        seconds_before=saved.before,
     )
 
 
@@ -239,11 +292,15 @@ def search_each(
     quiet: bool = True,
     description: str = "trigger search",
     out_of_time: Callable[[], bool] | None = None,
+    snapshot: str | Path | None = None,
 ) -> SearchResult:
-    """Search every class 0..K−1: in one batched run (`batched`), or one run per class (a Python loop)."""
+    """Search every class 0..K−1: in one batched run (`batched`), or one run per class (a Python loop).
+    `snapshot` (see `search_triggers`) is kept for the batched run only; the loop starts again."""
     classes = list(range(num_classes))
     if batched:
-        return search_triggers(model, x, y, classes, cfg, generator, extra_loss, quiet, description, out_of_time)
+        return search_triggers(
+            model, x, y, classes, cfg, generator, extra_loss, quiet, description, out_of_time, snapshot
+        )
     parts = [
         search_triggers(model, x, y, [t], cfg, generator, extra_loss, quiet, f"{description} class {t}", out_of_time)
         for t in classes

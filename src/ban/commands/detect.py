@@ -24,6 +24,7 @@ from ban.commands.common import (
 )
 from ban.data import ImageData, balanced_sample
 from ban.detectors import Verdict, create_detector
+from ban.detectors.ban_detector import averaged_scores
 from ban.errors import BanError
 from ban.model_fit import check_fits
 
@@ -81,6 +82,15 @@ def print_verdict(name: str, v: Verdict) -> None:
     state = "[bold red]BACKDOORED[/]" if v.backdoored else "[bold green]clean[/]"
     target = f", target class {v.target}" if v.target is not None else ""
     console.print(f"{name}: {state}{target}  score {v.score:.3f} vs threshold {v.threshold:.3f}  ({v.seconds:.1f} s)")
+    if (averaged := averaged_scores(v)) is not None:
+        scores, per_run, seeds = averaged
+        top = scores.index(max(scores))
+        each = ", ".join(f"seed {s}: {r[top]:.3f}" for s, r in zip(seeds, per_run, strict=True))
+        chosen = int(v.details.get("restart_chosen", 0))
+        console.print(
+            f"  score = mean of {len(per_run)} runs on class {top} ({each}); "
+            f"histograms: the run of seed {seeds[chosen]}"
+        )
     for key, label in (("histogram_negative_mask", "(1-m) under noise"), ("histogram_no_mask", "no mask under noise")):
         if key in v.details:
             console.print(f"  {label}: {histogram_line(v.details[key])}")

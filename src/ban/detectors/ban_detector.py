@@ -364,7 +364,12 @@ class BAN(Detector):
         details = {
             **chosen.details,
             "restarts": [
-                {"seed": self.seed + i, "score": v.score, "argmax_class": v.details["argmax_class"]}
+                {
+                    "seed": self.seed + i,
+                    "score": v.score,
+                    "argmax_class": v.details["argmax_class"],
+                    "scores_per_class": v.details["scores_per_class"],
+                }
                 for i, v in enumerate(runs)
             ],
             "restart_chosen": best,
@@ -495,3 +500,18 @@ def per_class_scores(confusion: Tensor, totals: Tensor | None = None, q: float =
         if keep.any():
             out[t] = torch.quantile(rates[keep, t], q)
     return out
+
+
+def averaged_scores(verdict: Verdict) -> tuple[list[float], list[list[float]], list[int]] | None:
+    """What a verdict averaged over restarts computed: every class's mean score (the verdict's score is
+    the largest), each run's per-class scores and the runs' seeds; None for a single run or a best-of."""
+    runs = verdict.details.get("restarts") or []
+    if verdict.settings.get("combine") != "mean" or len(runs) < 2 or "scores_per_class" not in verdict.details:
+        return None
+    if not all("scores_per_class" in r for r in runs):  # written before the runs' scores were recorded
+        return None
+    return (
+        [float(v) for v in verdict.details["scores_per_class"]],
+        [[float(v) for v in r["scores_per_class"]] for r in runs],
+        [int(r["seed"]) for r in runs],
+    )

@@ -192,6 +192,16 @@ class Detector:
             settings = {k: v for k, v in settings.items() if k != "preset"}
         self.config = self.Settings.build(f"detector '{self.name}'", {**values, **settings})
         self.deadline = Deadline(None)
+        #: a folder where a long search keeps its state between sittings, so that a run stopped part-way
+        #: continues (set by the caller, e.g. the benchmark; not a setting: it does not change the verdict).
+        #: Used by runs without a time_limit only: an allowance is one sitting's wall clock.
+        self.snapshot_dir: Path | None = None
+
+    def snapshot(self, name: str) -> Path | None:
+        """Where this run keeps the state of its search `name`, or None (no folder, or a capped run)."""
+        if self.snapshot_dir is None or self.config.time_limit is not None:
+            return None
+        return Path(self.snapshot_dir) / f"{name}.pt"
 
     @property
     def budget(self) -> float:

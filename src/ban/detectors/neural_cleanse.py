@@ -97,7 +97,9 @@ class NeuralCleanse(Detector):
             quiet=self.quiet,
             out_of_time=self.deadline.expired,
             description=self.name,
+            snapshot=self.snapshot("trigger_search"),
         )
+        start -= result.seconds_before  # a search continued from a snapshot counts its earlier sittings
         triggers = {"masks": result.masks, "patterns": result.patterns, "triggers": result.masks * result.patterns}
         mad = small_norm_outliers(result.norms, s.threshold)
         target = mad.flagged[0] if mad.flagged else None
@@ -113,4 +115,6 @@ class NeuralCleanse(Detector):
             "attack_success": result.success,
             "n_images": len(data),
         }
+        if result.resumed_from_epoch:
+            details["resumed"] = {"from_epoch": result.resumed_from_epoch, "seconds_before": result.seconds_before}
         return self.verdict(bool(mad.flagged), target, mad.score, s.threshold, start, details, {"triggers": triggers})

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ban.blocks.noise import NeuronNoise
 from ban.clean_data import CleanData
+from ban.detectors.ban_detector import averaged_scores
 from ban.detectors.base import Detector, Verdict
 from ban.errors import BanError
 from ban.figures.plotting import pyplot, save_figure
@@ -21,16 +22,45 @@ from ban.utils import eval_mode, resolve_device
 TSNE_SCALES = (0.0, 1 / 3, 2 / 3, 1.0)  # of the verdict's own final noise
 
 
+def _chosen_run(verdict: Verdict) -> str:
+    """Which run a figure of the run's own tensors shows, when the verdict is a mean over several."""
+    runs = verdict.details.get("restarts") or []
+    if averaged_scores(verdict) is None:
+        return ""
+    i = int(verdict.details.get("restart_chosen", 0))
+    return f"run {i + 1} of {len(runs)} (seed {runs[i]['seed']}): "
+
+
 def histogram_figure(verdict: Verdict, path: Path) -> Path:
-    """Bar charts of the held-out predictions under noise: no mask and (1 − m)."""
+    """Bar charts of the held-out predictions under noise: no mask and (1 − m). A verdict averaged over
+    restarts gets a first panel with what it decided on: every class's mean score, each run's as a mark,
+    and the threshold; the histograms beside it are the run that scored highest on the verdict's class."""
     plt = pyplot()
     keys = [
         (k, t)
         for k, t in (("histogram_no_mask", "no mask, noise on"), ("histogram_negative_mask", "(1 - m) mask, noise on"))
         if k in verdict.details
     ] or [("histogram", "predictions")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
-    for ax, (key, title) in zip(axes[0], keys, strict=True):
+    mean = averaged_scores(verdict)
+    n_panels = len(keys) + (mean is not None)
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.5 * n_panels, 3.2), squeeze=False)
+    panels = list(axes[0])
+    if mean is not None:
+        scores, per_run, seeds = mean
+        ax = panels.pop(0)
+        top = max(range(len(scores)), key=scores.__getitem__)
+        ax.bar(range(len(scores)), scores, color=["tab:red" if c == top else "tab:gray" for c in range(len(scores))])
+        for run, seed, marker in zip(per_run, seeds, "ovs^D<>", strict=False):
+            ax.plot(range(len(run)), run, ls="", marker=marker, mfc="none", mec="k", ms=5, label=f"run seed {seed}")
+        ax.axhline(verdict.threshold, color="k", ls="--", lw=1, label=f"threshold {verdict.threshold:.2f}")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(range(len(scores)))
+        ax.set_xlabel("class")
+        ax.set_ylabel(f"score ({verdict.settings.get('rule', 'pooled')} rule)")
+        ax.set_title(f"the verdict: mean of {len(per_run)} runs")
+        ax.legend(fontsize=7)
+    prefix = _chosen_run(verdict)
+    for ax, (key, title) in zip(panels, keys, strict=True):
         counts = verdict.details[key]
         colours = ["tab:red" if c == max(counts) else "tab:gray" for c in counts]
         ax.bar(range(len(counts)), counts, color=colours)
@@ -40,10 +70,11 @@ def histogram_figure(verdict: Verdict, path: Path) -> Path:
         ax.set_xticks(range(len(counts)))
         ax.set_xlabel("predicted class")
         ax.set_ylabel("held-out images")
-        ax.set_title(title)
+        ax.set_title(prefix + title, fontsize=9 if prefix else None)
         ax.legend(fontsize=7)
     state = f"backdoored, target {verdict.target}" if verdict.backdoored else "clean"
     fig.suptitle(f"{verdict.detector}: {state} (score {verdict.score:.3f})", y=1.04)
+    fig.subplots_adjust(wspace=0.3)
     return save_figure(fig, path, bbox_inches="tight")
 
 
@@ -141,7 +172,9 @@ def tsne_figure(
             ax.set_yticks([])
             ax.set_title(f"{name}\nnoise x{scale:.2f} (eps {eps * scale:.2f}): {share:.0%} -> {marked}", fontsize=8)
         state = f"flagged, target {verdict.target}" if verdict.backdoored else "clean"
-        axes[row][0].set_ylabel(f"{state} (score {verdict.score:.2f})", fontsize=8)
+        shown = _chosen_run(verdict)
+        label = f"{state} (score {verdict.score:.2f})" + (f"\nshown: {shown.rstrip(': ')}" if shown else "")
+        axes[row][0].set_ylabel(label, fontsize=8)
     handles = [
         plt.Line2D([], [], ls="", marker="o", color=cmap(c % cmap.N), label=f"{c} {labels[c]}"[:18]) for c in range(k)
     ]

@@ -1,0 +1,82 @@
+"""A long search's state on disk, so that a run stopped part-way (a killed process, the end of a
+sitting) continues where it stopped instead of starting again.
+
+A snapshot is one file of tensors, numbers and strings, written beside its final result (write, then
+rename) and read back with `torch.load(..., weights_only=True)`: nothing in it is unpickled. It carries
+a fingerprint of what produced it (settings, data); a snapshot of other settings is not resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ban.errors import BanError
+from ban.utils import atomic_path
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-able parts (settings, shapes) and tensors (the data a search runs on)."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, torch.Tensor):
+            t = p.detach().to("cpu", torch.float64).contiguous()
+            h.update(repr(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:24]
+
+
+class Snapshot:
+    """One search's state at `path` (None: no snapshots, every method a no-op).
+
+    `load()` gives the saved state when its fingerprint matches (else None); `save(state)` writes it when
+    `every` seconds have passed since the last write (0: every call); `clear()` removes it once the
+    search has finished. `elapsed()` is the search's time in all sittings so far.
+    """
+
+    def __init__(self, path: str | Path | None, key: str, every: float = 60.0) -> None:
+        self.path = None if path is None else Path(path)
+        self.key = key
+        self.every = every
+        self.before = 0.0  # seconds spent in earlier sittings
+        self.start = time.perf_counter()
+        self.last_save = self.start
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state of this search, or None (no file, or a file of other settings)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a file that is not a snapshot
+            raise BanError(
+                f"cannot read the search snapshot {self.path} ({type(e).__name__}); delete it to start the search again"
+            ) from None
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            return None
+        self.before = float(state.get("elapsed", 0.0))
+        return state
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def save(self, state: dict[str, Any]) -> bool:
+        """Write `state` if it is time to (always when `every` is 0); True when written."""
+        now = time.perf_counter()
+        if self.path is None or now - self.last_save < self.every:
+            return False
+        with atomic_path(self.path) as tmp:
+            torch.save({**state, "key": self.key, "elapsed": self.elapsed()}, tmp)
+        self.last_save = now
+        return True
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
