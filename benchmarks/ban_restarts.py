@@ -2,11 +2,12 @@
 
 On the augmented ResNet18 zoo (2026-12-04) one model's pooled share moved from 0.17 to 0.66 across
 seeds 0-4, and another's from 0.22 to 1.00, while the class stayed the backdoor's target; a clean
-model's class changed from seed to seed. This script runs the default detector with seeds 0..K-1 on
-every model of a `ban bench run` folder and appends one JSON line per (model, seed) with the verdict's
-score, class and confusion matrices, so rules over restarts (mean share per class, agreement of the
-class) can be re-scored offline. `--summary` prints, per model, the scores and classes by seed, and
-the zoo-level result of three restart rules.
+model's class changed from seed to seed. This script runs the default detector as one run (restarts 1)
+with seeds 0..K-1 on every model of a `ban bench run` folder and appends one JSON line per (model, seed)
+with the verdict's score, class and confusion matrices, so rules over restarts (mean share per class,
+agreement of the class) can be re-scored offline. `--summary` prints, per model, the scores and classes
+by seed, the zoo-level result of the restart rules, the no-mask score per attack, and the ablation of
+BAN's parts (noise only, mask only, both) per attack.
 
     python benchmarks/ban_restarts.py runs/fmnist-r18-aug --out runs/fmnist-r18-aug/restarts.jsonl --seeds 5
     python benchmarks/ban_restarts.py runs/fmnist-r18-aug --out runs/fmnist-r18-aug/restarts.jsonl --summary
@@ -40,6 +41,7 @@ KEEP = ("confusion_no_mask", "confusion_negative_mask", "confusion_negative_mask
 def run(folder: Path, out: Path, seeds: int, settings: dict[str, Any]) -> None:
     done = {(r["model"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     clean = defender_data(folder)
+    settings = {"restarts": 1, **settings}  # one run a row: the rows are the draws that rules combine
     for path in sorted((folder / "models").glob("*.safetensors")):
         todo = [s for s in range(seeds) if (path.stem, s) not in done]
         if not todo:
@@ -65,12 +67,24 @@ def run(folder: Path, out: Path, seeds: int, settings: dict[str, Any]) -> None:
             print(f"{path.stem} seed {seed}: {v.score:.2f} ({row['class']}), {row['seconds']:.0f} s", flush=True)
 
 
-STATISTICS = {"no-mask": "confusion_no_mask", "(1 - m)": "confusion_negative_mask"}
+STATISTICS = {
+    "no-mask": "confusion_no_mask",  # the noise only
+    "(1 - m)": "confusion_negative_mask",  # both: the mask's (1 - m) features under the noise
+    "(1 - m), no noise": "confusion_negative_mask_no_noise",  # the mask only
+}
+#: BAN's two parts, each alone and together, as the ablation table names them
+PARTS = {"noise only": "no-mask", "mask only": "(1 - m), no noise", "both": "(1 - m)"}
 RULES = {"pooled": pooled_scores, "per-class q25": lambda c: per_class_scores(c, q=0.25)}
+
+
+#: candidate statistics made of the recorded ones: the mean of two statistics' per-class scores
+MIXES = {"noise only + both": ("no-mask", "(1 - m)")}
 
 
 def class_scores(row: dict[str, Any], statistic: str, rule: str) -> np.ndarray:
     """Score of every class of one (model, seed) under a statistic and a rule, from its confusion matrix."""
+    if statistic in MIXES:
+        return np.mean([class_scores(row, part, rule) for part in MIXES[statistic]], axis=0)
     return RULES[rule](torch.tensor(row[STATISTICS[statistic]])).numpy()
 
 
@@ -124,8 +138,10 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
         )
 
 
-def per_attack(out: Path, threshold: float, k: int, how: str, min_asr: float = 0.8) -> None:
-    """One row for the no-mask pooled score over the first k seeds: Bd. per attack (right target / working
+def per_attack(
+    out: Path, threshold: float, k: int, how: str, min_asr: float = 0.8, statistic: str = "no-mask", part: str = ""
+) -> None:
+    """One row for a statistic's pooled score over the first k seeds: Bd. per attack (right target / working
     backdoors), clean models flagged, AUROC, and the TPR at a false-alarm rate of at most 1 % (with fewer
     than 100 clean models: the share of working backdoors scoring above every clean model)."""
     by_model = rows_by_model(out)
@@ -133,7 +149,7 @@ def per_attack(out: Path, threshold: float, k: int, how: str, min_asr: float = 0
     pos, neg = [], []
     for rs in by_model.values():
         rs = sorted(rs, key=lambda r: r["seed"])[:k]
-        score, cls = combined(rs, "no-mask", "pooled", how)
+        score, cls = combined(rs, statistic, "pooled", how)
         if rs[0]["target"] is None:
             neg.append(score)
         elif (rs[0].get("asr") or 0) >= min_asr:
@@ -146,7 +162,8 @@ def per_attack(out: Path, threshold: float, k: int, how: str, min_asr: float = 0
     attacks = ", ".join(f"{a} {h}/{n}" for a, (h, n) in sorted(hits.items()))
     label = "seed 0 alone" if k == 1 else f"{how} of {k}"
     flagged = sum(s > threshold for s in neg)
-    print(f"| {label} | {attacks} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} |")
+    lead = f"| {part} " if part else ""
+    print(f"{lead}| {label} | {attacks} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} |")
 
 
 def main() -> None:
@@ -166,6 +183,11 @@ def main() -> None:
     print("\n| no-mask, pooled | Bd. per attack | clean flagged | AUROC | TPR at 1 % FPR |\n|---|---|---|---|---|")
     per_attack(args.out, args.threshold, 1, "mean")
     per_attack(args.out, args.threshold, 2, "mean")
+    print("\n| BAN's part | runs | Bd. per attack | clean flagged | AUROC | TPR at 1 % FPR |")
+    print("|---|---|---|---|---|---|")
+    for part, statistic in [*PARTS.items(), *((m, m) for m in MIXES)]:
+        for k in (1, 2):
+            per_attack(args.out, args.threshold, k, "mean", statistic=statistic, part=part)
 
 
 if __name__ == "__main__":

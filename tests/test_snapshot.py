@@ -37,11 +37,11 @@ def kill_after(calls: int):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def setting(zoo):  # type: ignore[no-untyped-def]
     model = copy.deepcopy(zoo.get("badnets").model).eval().requires_grad_(False)  # the shared model untouched
-    data = CleanData.from_images(zoo.defender).sample(64, seed=0)
+    data = CleanData.from_images(zoo.defender).sample(32, seed=0)
     return model, data.x, data.y
 
 
-CFG = SearchConfig(epochs=6, batch_size=32)
+CFG = SearchConfig(epochs=6, batch_size=16)
 TARGETS = [1, 3, 6, 8]
 
 
@@ -69,7 +69,7 @@ def test_a_snapshot_of_other_settings_is_not_resumed(setting, tmp_path: Path) ->
     path = tmp_path / "nc.pt"
     with pytest.raises(Killed):
         search(setting, snapshot=path, snapshot_every=0, out_of_time=kill_after(7))
-    other = SearchConfig(epochs=6, batch_size=32, lr=0.05)
+    other = SearchConfig(epochs=6, batch_size=16, lr=0.05)
     fresh = search(setting, other, snapshot=path, snapshot_every=0)
     assert fresh.resumed_from_epoch == 0 and fresh.epochs == [6] * 4 and not path.exists()
 
@@ -103,12 +103,12 @@ def test_only_uncapped_runs_keep_snapshots(tmp_path: Path) -> None:
 def test_nc_continues_its_stopped_search_and_counts_both_sittings(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = zoo.get("badnets").model
     clean = CleanData.from_images(zoo.defender)
-    settings = {"n_samples": 64, "batch_size": 32, "epochs": 4}
+    settings = {"n_samples": 32, "batch_size": 16, "epochs": 4}
     whole = create_detector("nc", seed=0, device="cpu", **settings).detect(model, clean)
     # the search NC runs, stopped in its third epoch: the same images, settings, classes and seed
     det = create_detector("nc", seed=0, device="cpu", **settings)
     det.snapshot_dir = tmp_path
-    data = clean.sample(64, seed=0)
+    data = clean.sample(32, seed=0)
     frozen = copy.deepcopy(model).eval().requires_grad_(False)
     with pytest.raises(Killed):
         search_triggers(
