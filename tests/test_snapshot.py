@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from ban.blocks.trigger_search import SearchConfig, search_triggers
+from ban.checkpoint import save_model
 from ban.clean_data import CleanData
+from ban.cli import main
 from ban.detectors import create_detector
 from ban.errors import BanError
 from ban.utils import make_generator
@@ -120,3 +122,22 @@ def test_nc_continues_its_stopped_search_and_counts_both_sittings(zoo, tmp_path:
     assert resumed.seconds > resumed.details["resumed"]["seconds_before"] > 0
     assert resumed.details["norms"] == whole.details["norms"] and resumed.target == whole.target
     assert "resumed" not in whole.details and not list(tmp_path.iterdir())
+
+
+def test_cli_snapshots_folder_is_where_a_scan_keeps_its_search(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    c = zoo.get("badnets")
+    model = save_model(tmp_path / "bd.safetensors", c.model, c.meta, c.attack)
+    folder = tmp_path / "snaps"
+    planted = folder / "bd" / "trigger_search.pt"  # where `ban detect` looks for this model's search
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"not a snapshot")
+    args = ["detect", str(model), "--detector", "nc", "--clean-samples", "200", "--snapshots", str(folder), "-q"]
+    args += ["--param", "n_samples=32", "--param", "batch_size=16", "--param", "epochs=2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(planted) in err[0] and "delete it" in err[0]
+    planted.unlink()
+    assert main(args) == 0
+    assert not planted.exists()  # a finished scan leaves no snapshot
+    assert main(["detect", str(model), "--detector", "nc", "--snapshots", str(model), "-q"]) == 2
+    assert "is not a folder" in capsys.readouterr().err  # a file is not a folder, refused before any work

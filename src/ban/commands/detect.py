@@ -128,6 +128,12 @@ def detect(
     reference: Path = typer.Option(
         None, "--reference", help="Clean-model scores (`ban bench reference`): rank the score among them."
     ),
+    snapshots: Path = typer.Option(
+        None,
+        "--snapshots",
+        help="Folder where a long search (NC, Tabor) keeps its state: run the same command again and a "
+        "stopped scan continues where it stopped.",
+    ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -137,6 +143,7 @@ def detect(
 
     check_output_file(json_out, "--json", "verdict.json")
     check_output_dir(figures, "--figures")
+    check_output_dir(snapshots, "--snapshots")
     paths = checkpoints_in(model)
     refs = None
     if reference is not None:
@@ -154,6 +161,8 @@ def detect(
             raise BanError(f"{path.name} does not name its dataset; pass --data")
         clean = defender_pool(ckpt, name, data_dir, clean_samples, seed)
         det = create_detector(detector, **settings)
+        if snapshots is not None:
+            det.snapshot_dir = snapshots / path.stem
         verdict = det.detect(ckpt.model, clean)
         if refs is not None:
             verdict = with_calibration(verdict, refs, ckpt, clean, str(reference))
