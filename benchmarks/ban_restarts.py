@@ -70,10 +70,12 @@ def run(folder: Path, out: Path, seeds: int, settings: dict[str, Any]) -> None:
 STATISTICS = {
     "no-mask": "confusion_no_mask",  # the noise only
     "(1 - m)": "confusion_negative_mask",  # both: the mask's (1 - m) features under the noise
-    "(1 - m), no noise": "confusion_negative_mask_no_noise",  # the mask only
+    "(1 - m), no noise": "confusion_negative_mask_no_noise",  # (1 - m), the noise off after its search
 }
-#: BAN's two parts, each alone and together, as the ablation table names them
-PARTS = {"noise only": "no-mask", "mask only": "(1 - m), no noise", "both": "(1 - m)"}
+#: BAN's parts as the ablation table names them. "(1 - m), noise off" still predicts with the BatchNorm
+#: statistics the train-mode noise search left; the mask alone is "both" in rows run with eps=0
+#: (`--param eps=0 --param steps=1`), where no noise is ever on.
+PARTS = {"noise only": "no-mask", "both": "(1 - m)", "(1 - m), noise off": "(1 - m), no noise"}
 RULES = {"pooled": pooled_scores, "per-class q25": lambda c: per_class_scores(c, q=0.25)}
 
 
