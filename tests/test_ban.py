@@ -74,12 +74,17 @@ def test_recalibrated_statistics_pass_a_clean_model(zoo, clean) -> None:  # type
     noises: on the zoo model of 2026-11-25 that collapsed the clean model (0.597 -> class 4, per-class rule) and
     recalibration passed it (0.091); on this workplace's AMD EPYC model (2026-12-03) the mixed statistics gave
     0.391, under the threshold, so the comparison depends on the machine's model and is no longer run here (it
-    cost a second faithful scan). The recalibrated scan must pass a clean model on any machine."""
-    own = create_detector("ban", preset="faithful", recalibrate_bn=True, rule="per-class", **FAST).detect(
-        zoo.get("clean").model, clean
-    )
-    assert own.settings["recalibrate_bn"]
+    cost a second faithful scan). The recalibrated scan must pass a clean model on any machine, under both rules:
+    the faithful scan of `test_passes_clean_models` (pooled) is re-scored by the detector's own per-class rule
+    from the confusion matrix it recorded (the rule only reads that matrix; one scan fewer in CI)."""
+    from ban.detectors.ban_detector import flag_and_target, per_class_scores
+
+    own = fast_verdict(zoo, clean, "clean", "faithful")
+    assert own.settings["recalibrate_bn"] and own.settings["statistic"] == "no-mask"
     assert not own.backdoored and own.score <= own.threshold, own.details["histogram"]
+    scores = per_class_scores(torch.tensor(own.details["confusion_no_mask"]), q=0.5)
+    assert flag_and_target(scores, own.threshold) == (False, None), scores
+    assert sum(own.details["confusion_no_mask"][c][c] for c in range(10)) > 0  # a real matrix, not an empty one
 
 
 def test_per_class_rule_tells_a_sink_from_a_backdoor() -> None:

@@ -2,8 +2,9 @@
 sitting) continues where it stopped instead of starting again.
 
 A snapshot is one file of tensors, numbers and strings, written beside its final result (write, then
-rename) and read back with `torch.load(..., weights_only=True)`: nothing in it is unpickled. It carries
-a fingerprint of what produced it (settings, data); a snapshot of other settings is not resumed.
+rename) and read back through `ban.untrusted` (torch's weights-only loader): nothing in it is
+unpickled but tensors and plain values. It carries a fingerprint of what produced it (settings, data,
+model); a snapshot of other settings is not resumed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from ban.errors import BanError
+from ban.untrusted import read_bytes, read_torch_object
 from ban.utils import atomic_path
 
 
@@ -53,11 +55,12 @@ class Snapshot:
         """The saved state of this search, or None (no file, or a file of other settings)."""
         if self.path is None or not self.path.is_file():
             return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a file that is not a snapshot
+        try:  # through the untrusted-file layer: tensors and plain values only, never an object
+            state = read_torch_object(self.path, read_bytes(self.path, "search snapshot"))
+        except BanError as e:  # a file that is not a snapshot
             raise BanError(
-                f"cannot read the search snapshot {self.path} ({type(e).__name__}); delete it to start the search again"
+                f"cannot resume the search from {self.path} ({str(e).split('(', 1)[-1].split(')', 1)[0]}); "
+                "delete it to start the search again"
             ) from None
         if not isinstance(state, dict) or state.get("key") != self.key:
             return None
