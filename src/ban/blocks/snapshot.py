@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,14 @@ class Snapshot:
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.start
 
-    def save(self, state: dict[str, Any]) -> bool:
-        """Write `state` if it is time to (always when `every` is 0); True when written."""
+    def save(self, state: Callable[[], dict[str, Any]]) -> bool:
+        """Write the state that `state()` gathers if it is time to (always when `every` is 0); True when
+        written. The state is gathered only then: a search without snapshots copies nothing per epoch."""
         now = time.perf_counter()
         if self.path is None or now - self.last_save < self.every:
             return False
         with atomic_path(self.path) as tmp:
-            torch.save({**state, "key": self.key, "elapsed": self.elapsed()}, tmp)
+            torch.save({**state(), "key": self.key, "elapsed": self.elapsed()}, tmp)
         self.last_save = now
         return True
 

@@ -245,7 +245,7 @@ def search_triggers(
             if not active.any() or timed_out:
                 break
             saved.save(
-                {
+                lambda epoch=epoch, active=active: {  # called at once, inside save
                     "epoch": epoch + 1,
                     "mask_w": mask_w.detach().cpu(),
                     "pattern_w": pattern_w.detach().cpu(),
