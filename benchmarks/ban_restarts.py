@@ -79,14 +79,20 @@ PARTS = {"noise only": "no-mask", "both": "(1 - m)", "(1 - m), noise off": "(1 -
 RULES = {"pooled": pooled_scores, "per-class q25": lambda c: per_class_scores(c, q=0.25)}
 
 
-#: candidate statistics made of the recorded ones: the mean of two statistics' per-class scores
-MIXES = {"noise only + both": ("no-mask", "(1 - m)")}
+#: candidate statistics made of the recorded ones: the mean of two statistics' per-class scores, or their
+#: minimum (agreement: a class scores high only where both the noise and the (1 - m) predictions go)
+MIXES = {
+    "noise only + both": (np.mean, ("no-mask", "(1 - m)")),
+    "min(noise only, both)": (np.min, ("no-mask", "(1 - m)")),
+    "min(noise only, (1 - m) noise off)": (np.min, ("no-mask", "(1 - m), no noise")),
+}
 
 
 def class_scores(row: dict[str, Any], statistic: str, rule: str) -> np.ndarray:
     """Score of every class of one (model, seed) under a statistic and a rule, from its confusion matrix."""
     if statistic in MIXES:
-        return np.mean([class_scores(row, part, rule) for part in MIXES[statistic]], axis=0)
+        how, parts = MIXES[statistic]
+        return how([class_scores(row, part, rule) for part in parts], axis=0)
     return RULES[rule](torch.tensor(row[STATISTICS[statistic]])).numpy()
 
 

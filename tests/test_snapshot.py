@@ -14,7 +14,7 @@ from ban.blocks.trigger_search import SearchConfig, search_triggers
 from ban.checkpoint import save_model
 from ban.clean_data import CleanData
 from ban.cli import main
-from ban.detectors import create_detector
+from ban.detectors import Verdict, base, create_detector
 from ban.errors import BanError
 from ban.utils import make_generator
 
@@ -97,7 +97,7 @@ def test_only_uncapped_runs_keep_snapshots(tmp_path: Path) -> None:
     uncapped, capped = create_detector("nc"), create_detector("nc", time_limit=60)
     for det in (uncapped, capped):
         det.snapshot_dir = tmp_path
-    assert uncapped.snapshot("trigger_search") == tmp_path / "trigger_search.pt"
+    assert uncapped.snapshot("trigger_search") == tmp_path / "nc_trigger_search.pt"
     assert capped.snapshot("trigger_search") is None  # an allowance is one sitting's wall clock
     assert create_detector("nc").snapshot("trigger_search") is None  # no folder given
 
@@ -128,7 +128,7 @@ def test_cli_snapshots_folder_is_where_a_scan_keeps_its_search(zoo, tmp_path: Pa
     c = zoo.get("badnets")
     model = save_model(tmp_path / "bd.safetensors", c.model, c.meta, c.attack)
     folder = tmp_path / "snaps"
-    planted = folder / "bd" / "trigger_search.pt"  # where `ban detect` looks for this model's search
+    planted = folder / "bd" / "nc_trigger_search.pt"  # where `ban detect` looks for this model's search
     planted.parent.mkdir(parents=True)
     planted.write_bytes(b"not a snapshot")
     args = ["detect", str(model), "--detector", "nc", "--clean-samples", "200", "--snapshots", str(folder), "-q"]
@@ -141,3 +141,69 @@ def test_cli_snapshots_folder_is_where_a_scan_keeps_its_search(zoo, tmp_path: Pa
     assert not planted.exists()  # a finished scan leaves no snapshot
     assert main(["detect", str(model), "--detector", "nc", "--snapshots", str(model), "-q"]) == 2
     assert "is not a folder" in capsys.readouterr().err  # a file is not a folder, refused before any work
+
+
+class Dying:
+    """A deadline whose `calls`-th check stops the run (the detectors check theirs before every epoch)."""
+
+    def __init__(self, calls: int) -> None:
+        self.expired = kill_after(calls)
+        self.cut = False
+
+
+FEATURE_SPACE = {
+    "featurere": {"n_samples": 10, "warmup_epochs": 3, "epochs": 3, "filters": 4, "blocks": 2},
+    "unicorn": {"n_samples": 10, "pretrain_epochs": 2, "epochs": 3, "inner_steps": 1, "filters": 4, "blocks": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(zoo):  # type: ignore[no-untyped-def]
+    """The verdict of a detection that never stopped, per detector (run once)."""
+    runs: dict[str, Verdict] = {}
+
+    def run(name: str) -> Verdict:
+        if name not in runs:
+            det = create_detector(name, seed=0, device="cpu", **FEATURE_SPACE[name])
+            runs[name] = det.detect(zoo.get("badnets").model, CleanData.from_images(zoo.defender))
+        return runs[name]
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("name", "calls", "stage", "epoch"),
+    [
+        ("featurere", 5, "inversion", 4),  # after the 3 warm-up epochs and 1 of training
+        ("unicorn", 2, "identity_pretraining", 1),  # in the pre-training of P and Q
+        ("unicorn", 5, "inversion", 2),  # after the whole pre-training and 2 epochs of inversion
+    ],
+)
+def test_a_stopped_feature_space_detection_continues_exactly(  # type: ignore[no-untyped-def]
+    zoo, uninterrupted, tmp_path: Path, monkeypatch, name: str, calls: int, stage: str, epoch: int
+) -> None:
+    model, clean = zoo.get("badnets").model, CleanData.from_images(zoo.defender)
+    det = create_detector(name, seed=0, device="cpu", **FEATURE_SPACE[name])
+    det.snapshot_dir, det.snapshot_every = tmp_path, 0
+    with monkeypatch.context() as m:
+        m.setattr(base, "Deadline", lambda seconds: Dying(calls))
+        with pytest.raises(Killed):
+            det.detect(model, clean)
+    assert list(tmp_path.iterdir())
+    resumed, whole = det.detect(model, clean), uninterrupted(name)
+    record = resumed.details.pop("resumed")
+    assert (record["stage"], record["from_epoch"]) == (stage, epoch)
+    assert resumed.seconds > record["seconds_before"] > 0  # both sittings count
+    assert resumed.details["mixed_value"] == whole.details["mixed_value"] and resumed.details == whole.details
+    for key, images in whole.artifacts["triggers"].items():
+        assert torch.equal(resumed.artifacts["triggers"][key], images), key
+    assert "resumed" not in whole.details and not list(tmp_path.iterdir())  # a finished detection leaves none
+
+
+def test_one_target_at_a_time_keeps_no_inversion_snapshot(zoo, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    det = create_detector("featurere", seed=0, device="cpu", batched=False, **FEATURE_SPACE["featurere"])
+    det.snapshot_dir, det.snapshot_every = tmp_path, 0
+    monkeypatch.setattr(base, "Deadline", lambda seconds: Dying(3))
+    with pytest.raises(Killed):
+        det.detect(zoo.get("badnets").model, CleanData.from_images(zoo.defender))
+    assert not list(tmp_path.iterdir())  # the loop over targets starts again

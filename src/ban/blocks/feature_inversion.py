@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -175,3 +176,31 @@ def violation_weights(
     """The next epoch's loss weights (w_p, w_acc, w_std): relative violations of the input-distance bound,
     the attack-success bound (from below) and the hyperplane-std bound."""
     return F.relu(p - p_bound) / p_bound, F.relu(asr_bound - asr) / asr_bound, F.relu(std - std_bound) / std_bound
+
+
+class Lowest:
+    """Per target (k of them): the lowest mixed value of the epochs so far (`value`) with its stats (`stats`),
+    and the next epoch's loss weights (`w_p`, `w_acc`, `w_std`: the last epoch's bound violations, 1 at first).
+    A `Stateful` part of a loop's snapshot."""
+
+    NAMES = ("value", "w_p", "w_acc", "w_std")  # its tensors
+
+    def __init__(self, k: int, device: torch.device) -> None:
+        self.value = torch.full((k,), float("inf"), device=device)
+        self.stats: list[dict[str, float]] = [{} for _ in range(k)]
+        self.w_p, self.w_acc, self.w_std = (torch.ones(k, device=device) for _ in range(3))
+
+    def update(self, value: Tensor, stats: dict[str, Tensor], weights: tuple[Tensor, Tensor, Tensor]) -> None:
+        """After an epoch: keep its mixed `value` and `stats` where they beat the lowest, and its `weights`
+        (from `violation_weights`) for the next epoch."""
+        self.value = keep_best(self.value, self.stats, value, stats)
+        self.w_p, self.w_acc, self.w_std = weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": [dict(s) for s in self.stats], **{n: getattr(self, n) for n in self.NAMES}}
+
+    def load_state_dict(self, state: dict[str, Any], /) -> None:
+        device = self.value.device
+        self.stats = [dict(s) for s in state["stats"]]
+        for name in self.NAMES:
+            setattr(self, name, state[name].to(device))

@@ -14,9 +14,10 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from torch import Tensor
 
 from ban.errors import BanError
 from ban.untrusted import read_bytes, read_torch_object
@@ -71,11 +72,11 @@ class Snapshot:
     def elapsed(self) -> float:
         return self.before + time.perf_counter() - self.start
 
-    def save(self, state: Callable[[], dict[str, Any]]) -> bool:
-        """Write the state that `state()` gathers if it is time to (always when `every` is 0); True when
-        written. The state is gathered only then: a search without snapshots copies nothing per epoch."""
+    def save(self, state: Callable[[], dict[str, Any]], force: bool = False) -> bool:
+        """Write the state that `state()` gathers if it is time to (always when `every` is 0 or `force`); True
+        when written. The state is gathered only then: a search without snapshots copies nothing per epoch."""
         now = time.perf_counter()
-        if self.path is None or now - self.last_save < self.every:
+        if self.path is None or (not force and now - self.last_save < self.every):
             return False
         with atomic_path(self.path) as tmp:
             torch.save({**state(), "key": self.key, "elapsed": self.elapsed()}, tmp)
@@ -85,3 +86,74 @@ class Snapshot:
     def clear(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+class Stateful(Protocol):
+    """What has a state of its own to save and restore: a module, an optimiser."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any], /) -> Any: ...
+
+
+#: a piece of a loop's state: a module, an optimiser or another `Stateful` (its state_dict), a tensor (a
+#: parameter, restored in place), a generator (its state), a list of plain values (restored in place)
+Part = Stateful | Tensor | torch.Generator | list[Any]
+
+
+def state_of(part: Part) -> Any:
+    """What a snapshot keeps of `part` (see `Part`)."""
+    if isinstance(part, torch.Generator):
+        return part.get_state()
+    if isinstance(part, Tensor):
+        return part.detach().cpu()
+    if isinstance(part, list):
+        return list(part)
+    return part.state_dict()
+
+
+def restore(part: Part, state: Any) -> None:
+    """Put `state` (from `state_of`) back into `part`, in place."""
+    if isinstance(part, torch.Generator):
+        part.set_state(state)
+    elif isinstance(part, Tensor):
+        with torch.no_grad():
+            part.copy_(state)
+    elif isinstance(part, list):
+        part[:] = state
+    else:
+        part.load_state_dict(state)
+
+
+class Resumable:
+    """A loop of epochs named `name` whose whole state (`parts`, given to `resume`) a snapshot keeps after
+    whole epochs, so that a run stopped part-way continues after the last epoch saved, exactly as if it had
+    not stopped. `path` None: no snapshot (every method a no-op but `resume`, which then returns 0).
+
+    `first` is the epoch it continued at (0: it started afresh); `snapshot.before` the seconds of its
+    earlier sittings. Whoever runs the loops clears their snapshots once the whole run has finished.
+    """
+
+    def __init__(self, name: str, path: str | Path | None, key: str, every: float = 60.0) -> None:
+        self.name = name
+        self.snapshot = Snapshot(path, key, every)
+        self.parts: dict[str, Part] = {}
+        self.first = 0
+
+    def resume(self, parts: dict[str, Part]) -> int:
+        """Keep `parts` as the loop's state, restore them from its snapshot when there is one, and return
+        the epoch to start at."""
+        self.parts = parts
+        state = self.snapshot.load()
+        if state is not None:
+            for name, part in parts.items():
+                restore(part, state["parts"][name])
+            self.first = int(state["epoch"])
+        return self.first
+
+    def save(self, epochs: int, force: bool = False) -> None:
+        """After `epochs` whole epochs: write the parts' state if it is time to (always when `force`)."""
+        self.snapshot.save(lambda: {"epoch": epochs, "parts": {n: state_of(p) for n, p in self.parts.items()}}, force)
+
+    def clear(self) -> None:
+        self.snapshot.clear()

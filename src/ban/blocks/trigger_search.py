@@ -185,7 +185,13 @@ def search_triggers(
     epochs_run = np.zeros(k, int)
     last_acc = np.zeros(k)
     extra = getattr(extra_loss, "__qualname__", None)  # Tabor's terms or none
-    key = "" if snapshot is None else fingerprint(cfg.to_dict(), targets, extra, x, y, *model.state_dict().values())
+    key = (
+        ""
+        if snapshot is None
+        else fingerprint(  # the generator's state stands for the detector's seed
+            cfg.to_dict(), targets, extra, x, y, generator.get_state(), *model.state_dict().values()
+        )
+    )
     saved = Snapshot(snapshot, key, snapshot_every)
     state = saved.load()
     first = 0

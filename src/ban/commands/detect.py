@@ -131,8 +131,8 @@ def detect(
     snapshots: Path = typer.Option(
         None,
         "--snapshots",
-        help="Folder where a long search (NC, Tabor) keeps its state: run the same command again and a "
-        "stopped scan continues where it stopped.",
+        help="Folder where a long search (NC, Tabor, FeatureRE, Unicorn) keeps its state: run the same command "
+        "again and a stopped scan continues where it stopped.",
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,

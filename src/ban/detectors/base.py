@@ -198,10 +198,11 @@ class Detector:
         self.snapshot_dir: Path | None = None
 
     def snapshot(self, name: str) -> Path | None:
-        """Where this run keeps the state of its search `name`, or None (no folder, or a capped run)."""
+        """Where this run keeps the state of its search `name` (`DETECTOR_NAME.pt`: detectors sharing a folder
+        never meet each other's snapshots), or None (no folder, or a capped run)."""
         if self.snapshot_dir is None or self.config.time_limit is not None:
             return None
-        return Path(self.snapshot_dir) / f"{name}.pt"
+        return Path(self.snapshot_dir) / f"{self.name}_{name}.pt"
 
     @property
     def budget(self) -> float:

@@ -21,12 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from ban.blocks.feature_inversion import (
+    Lowest,
     TargetData,
     cosine_to_target,
     hyperplane_std,
     input_std,
     invert_every_target,
-    keep_best,
     mix_features,
     mixed_value,
     per_target_ce,
@@ -83,7 +83,11 @@ class FeatureRE(FeatureSpaceDetector):
         self, model: nn.Module, data: TargetData, targets: list[int], g: torch.Generator, weights: torch.Generator
     ) -> tuple[list[float], list[dict[str, float]], dict[str, Tensor]]:
         """Train the transforms and masks for `targets` (the UNet's initial weights drawn from `weights`);
-        returns min mixed value, its stats, A_t of one clean image per target (`transformed`, k×C×H×W)."""
+        returns min mixed value, its stats, A_t of one clean image per target (`transformed`, k×C×H×W).
+
+        The warm-up and training epochs count as one loop (`inversion`, warm-up epochs first) whose
+        whole state a snapshot keeps between sittings; only the batched run (all targets in one call) keeps
+        one: one target at a time (`batched=False`) starts again."""
         dev = data.x.device
         split = get_split(model)
         k, c = len(targets), data.x.shape[1]
@@ -96,9 +100,19 @@ class FeatureRE(FeatureSpaceDetector):
         mask_w = tanh_parameter((k, *data.features.shape[1:]), 1.0, dev)
         opt_mask = torch.optim.Adam([mask_w], lr=self.config.mask_lr, betas=(0.5, 0.9))
         mask_bound = self.config.mask_size * data.features[0].numel()
-        w_p, w_acc, w_std = (torch.ones(k, device=dev) for _ in range(3))
-        best = torch.full((k,), float("inf"), device=dev)
-        best_stats: list[dict[str, float]] = [{} for _ in range(k)]
+        lowest = Lowest(k, dev)
+        loop = self.loop("inversion", model, data, targets, keep=self.config.batched)
+        first = loop.resume(
+            {
+                "net": net,
+                "opt_net": opt_net,
+                "mask_w": mask_w,
+                "opt_mask": opt_mask,
+                "lowest": lowest,
+                "g": g,
+                "weights": weights,
+            }
+        )
 
         def transform(idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             xb = data.x[idx]  # k×b×C×H×W
@@ -106,61 +120,70 @@ class FeatureRE(FeatureSpaceDetector):
             p = ((xa - xb) / std_in).pow(2).flatten(2).mean(2).mean(1)
             return xb, xa, p
 
+        def warm_up() -> None:
+            """One epoch of the transforms alone: CE to t, the input-distance bound."""
+            for idx in data.epoch_batches(targets, self.config.batch_size, g):
+                _, xa, p = transform(idx)
+                logits = model(xa.flatten(0, 1)).view(k, idx.shape[1], -1)
+                ce, _ = per_target_ce(logits, t)
+                loss = ce + 100 * p * (p > self.config.p_bound)
+                opt_net.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt_net.step()
+
+        def train() -> None:
+            """One epoch of the transforms and the masks, then the epoch's mixed value."""
+            sums = torch.zeros(5, k, device=dev)
+            batches_ = data.epoch_batches(targets, self.config.batch_size, g)
+            for idx in batches_:
+                _, xa, p = transform(idx)
+                feats = split.features(xa.flatten(0, 1)).view(k, idx.shape[1], *data.features.shape[1:])
+                benign = data.benign_features(tuple(idx.shape), g)
+                masks = unit_tanh(mask_w).detach()
+                logits = split.head(mix_features(masks, feats, benign).flatten(0, 1)).view(k, idx.shape[1], -1)
+                ce, asr = per_target_ce(logits, t)
+                dist = cosine_to_target(feats, data.class_means, t)
+                std = hyperplane_std(feats, masks)
+                loss = (
+                    5 * dist.clamp_min(0)
+                    + 10 * (1 + lowest.w_std) * std * (std > self.config.std_bound)
+                    + 10 * (1 + lowest.w_p) * p * (p > self.config.p_bound)
+                    + (1 + lowest.w_acc) * ce * (asr < self.config.asr_bound)
+                )
+                opt_net.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt_net.step()
+                # mask step, transform frozen
+                masks = unit_tanh(mask_w)
+                logits_m = split.head(mix_features(masks, feats.detach(), benign).flatten(0, 1))
+                ce_m, _ = per_target_ce(logits_m.view(k, idx.shape[1], -1), t)
+                l1 = masks.flatten(1).sum(1)
+                opt_mask.zero_grad(set_to_none=True)
+                (ce_m + l1 * (l1 > mask_bound)).sum().backward()
+                opt_mask.step()
+                sums += torch.stack([dist, asr, p, std, l1]).detach()
+            dist, asr, p, std, l1 = sums / len(batches_)
+            value = mixed_value(dist, asr, p, self.config.p_bound, l1, mask_bound, std, self.config.std_bound)
+            stats = {"dist": dist, "asr": asr, "mse": p, "std": std, "mask_l1": l1}
+            next_weights = violation_weights(
+                p, self.config.p_bound, asr, self.config.asr_bound, std, self.config.std_bound
+            )
+            lowest.update(value, stats, next_weights)
+
         warmup, epochs = self.scaled(self.config.warmup_epochs), self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", warmup + epochs, quiet=self.quiet) as bar:
-            for _ in range(warmup):
+            bar.advance(first)
+            for epoch in range(first, warmup + epochs):
                 if self.deadline.expired():
                     break
-                for idx in data.epoch_batches(targets, self.config.batch_size, g):
-                    _, xa, p = transform(idx)
-                    logits = model(xa.flatten(0, 1)).view(k, idx.shape[1], -1)
-                    ce, _ = per_target_ce(logits, t)
-                    loss = ce + 100 * p * (p > self.config.p_bound)
-                    opt_net.zero_grad(set_to_none=True)
-                    loss.sum().backward()
-                    opt_net.step()
-                bar.advance()
-            for _ in range(epochs):
-                if self.deadline.expired():
-                    break
-                sums = torch.zeros(5, k, device=dev)
-                batches_ = data.epoch_batches(targets, self.config.batch_size, g)
-                for idx in batches_:
-                    _, xa, p = transform(idx)
-                    feats = split.features(xa.flatten(0, 1)).view(k, idx.shape[1], *data.features.shape[1:])
-                    benign = data.benign_features(tuple(idx.shape), g)
-                    masks = unit_tanh(mask_w).detach()
-                    logits = split.head(mix_features(masks, feats, benign).flatten(0, 1)).view(k, idx.shape[1], -1)
-                    ce, asr = per_target_ce(logits, t)
-                    dist = cosine_to_target(feats, data.class_means, t)
-                    std = hyperplane_std(feats, masks)
-                    loss = (
-                        5 * dist.clamp_min(0)
-                        + 10 * (1 + w_std) * std * (std > self.config.std_bound)
-                        + 10 * (1 + w_p) * p * (p > self.config.p_bound)
-                        + (1 + w_acc) * ce * (asr < self.config.asr_bound)
-                    )
-                    opt_net.zero_grad(set_to_none=True)
-                    loss.sum().backward()
-                    opt_net.step()
-                    # mask step, transform frozen
-                    masks = unit_tanh(mask_w)
-                    logits_m = split.head(mix_features(masks, feats.detach(), benign).flatten(0, 1))
-                    ce_m, _ = per_target_ce(logits_m.view(k, idx.shape[1], -1), t)
-                    l1 = masks.flatten(1).sum(1)
-                    opt_mask.zero_grad(set_to_none=True)
-                    (ce_m + l1 * (l1 > mask_bound)).sum().backward()
-                    opt_mask.step()
-                    sums += torch.stack([dist, asr, p, std, l1]).detach()
-                dist, asr, p, std, l1 = sums / len(batches_)
-                value = mixed_value(dist, asr, p, self.config.p_bound, l1, mask_bound, std, self.config.std_bound)
-                stats = {"dist": dist, "asr": asr, "mse": p, "std": std, "mask_l1": l1}
-                best = keep_best(best, best_stats, value, stats)
-                w_p, w_acc, w_std = violation_weights(
-                    p, self.config.p_bound, asr, self.config.asr_bound, std, self.config.std_bound
-                )
-                bar.advance(info=f"min mixed value {float(best.min()):.3f}")
+                if epoch < warmup:
+                    warm_up()
+                    bar.advance()
+                else:
+                    train()
+                    bar.advance(info=f"min mixed value {float(lowest.value.min()):.3f}")
+                loop.save(epoch + 1)
         with torch.no_grad():
             net.eval()
             shown = grouped_output(net(grouped_input(data.x[:1].expand(k, 1, *data.x.shape[1:]))), k)
-        return [float(v) for v in best], best_stats, {"transformed": shown[:, 0]}
+        return [float(v) for v in lowest.value], lowest.stats, {"transformed": shown[:, 0]}

@@ -26,17 +26,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ban.blocks.feature_inversion import (
+    Lowest,
     TargetData,
     cosine_to_target,
     hyperplane_std,
     invert_every_target,
-    keep_best,
     mix_features,
     mixed_value,
     per_target_ce,
     tanh_parameter,
     violation_weights,
 )
+from ban.blocks.snapshot import Resumable
 from ban.blocks.ssim import ssim
 from ban.blocks.trigger_search import unit_tanh
 from ban.blocks.unet import UNet, grouped_input, grouped_output
@@ -55,11 +56,17 @@ def pretrain_identity(
     lr: float,
     g: torch.Generator,
     stop: Callable[[], bool] | None = None,
+    loop: Resumable | None = None,
 ) -> float:
-    """Train Q∘P to reproduce x (MSE), until `stop()` (checked per epoch); returns the last epoch's mean loss."""
+    """Train Q∘P to reproduce x (MSE), until `stop()` (checked per epoch); returns the last epoch's mean loss.
+
+    loop: keeps the state (P, Q, Adam, `g`, the epochs' losses) between sittings after whole epochs, and once
+    more when the training ends, so that a run stopped in a later stage finds the trained P and Q."""
     opt = torch.optim.Adam([*p.parameters(), *q.parameters()], lr=lr, betas=(0.5, 0.9))
-    loss_sum = 0.0
-    for _ in range(epochs):
+    losses: list[float] = []  # the mean loss of every epoch
+    loop = loop if loop is not None else Resumable("identity_pretraining", None, "")
+    first = loop.resume({"p": p, "q": q, "optimizer": opt, "g": g, "losses": losses})
+    for epoch in range(first, epochs):
         if stop is not None and stop():
             break
         perm = torch.randperm(len(x), generator=g).to(x.device)
@@ -71,8 +78,10 @@ def pretrain_identity(
             loss.backward()
             opt.step()
             loss_sum, n = loss_sum + float(loss.detach()), n + 1
-        loss_sum /= max(n, 1)
-    return loss_sum
+        losses.append(loss_sum / max(n, 1))
+        loop.save(epoch + 1)
+    loop.save(len(losses), force=True)
+    return losses[-1] if losses else 0.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ class Unicorn(FeatureSpaceDetector):
             self.config.lr,
             g,
             self.deadline.expired,
+            self.loop("identity_pretraining", model, data, []),
         )
         values, stats, triggers = invert_every_target(
             num_classes, self.config.batched, lambda targets: self._invert(model, data, targets, p_net, q_net, g)
@@ -160,9 +170,22 @@ class Unicorn(FeatureSpaceDetector):
         opt_mask = torch.optim.Adam([mask_w], lr=self.config.mask_lr, betas=(0.5, 0.9))
         mask_bound = self.config.mask_size * data.features[0].numel()
         in_bound = self.config.input_mask_size * c * h * w
-        w_p, w_acc, w_std = (torch.ones(k, device=dev) for _ in range(3))
-        best = torch.full((k,), float("inf"), device=dev)
-        best_stats: list[dict[str, float]] = [{} for _ in range(k)]
+        lowest = Lowest(k, dev)
+        loop = self.loop("inversion", model, data, targets, keep=self.config.batched)
+        first = loop.resume(
+            {
+                "p_net": p_net,
+                "q_net": q_net,
+                "opt_pq": opt_pq,
+                "m_in_w": m_in_w,
+                "p_in_w": p_in_w,
+                "opt_in": opt_in,
+                "mask_w": mask_w,
+                "opt_mask": opt_mask,
+                "lowest": lowest,
+                "g": g,
+            }
+        )
 
         def decode(z: Tensor) -> Tensor:
             """x' from P-space codes z (k×b×C×H×W): normalise, blend mask/pattern, de-normalise, Q."""
@@ -189,14 +212,15 @@ class Unicorn(FeatureSpaceDetector):
 
         def shared_loss(r: dict[str, Tensor]) -> Tensor:
             return (
-                10 * (1 + w_std) * r["std"] * (r["std"] > self.config.std_bound)
-                + 10 * (1 + w_p) * r["ssim_loss"] * (r["ssim_loss"] > self.config.ssim_bound)
-                + (1 + w_acc) * r["ce"] * (r["asr"] < self.config.asr_bound)
+                10 * (1 + lowest.w_std) * r["std"] * (r["std"] > self.config.std_bound)
+                + 10 * (1 + lowest.w_p) * r["ssim_loss"] * (r["ssim_loss"] > self.config.ssim_bound)
+                + (1 + lowest.w_acc) * r["ce"] * (r["asr"] < self.config.asr_bound)
             )
 
         epochs = self.scaled(self.config.epochs)
         with Bar(f"{self.name} {targets[0]}..{targets[-1]}", epochs, quiet=self.quiet) as bar:
-            for _ in range(epochs):
+            bar.advance(first)
+            for epoch in range(first, epochs):
                 if self.deadline.expired():
                     break
                 sums = torch.zeros(5, k, device=dev)
@@ -250,11 +274,12 @@ class Unicorn(FeatureSpaceDetector):
                     dist, asr, s_loss, self.config.ssim_bound, l1, mask_bound, std, self.config.std_bound
                 )
                 stats = {"dist": dist, "asr": asr, "ssim_loss": s_loss, "std": std, "mask_l1": l1}
-                best = keep_best(best, best_stats, value, stats)
-                w_p, w_acc, w_std = violation_weights(
+                next_weights = violation_weights(
                     s_loss, self.config.ssim_bound, asr, self.config.asr_bound, std, self.config.std_bound
                 )
-                bar.advance(info=f"min mixed value {float(best.min()):.3f}")
+                lowest.update(value, stats, next_weights)
+                bar.advance(info=f"min mixed value {float(lowest.value.min()):.3f}")
+                loop.save(epoch + 1)
         with torch.no_grad():
             p_net.eval()
             q_net.eval()
@@ -265,4 +290,4 @@ class Unicorn(FeatureSpaceDetector):
             "input_masks": unit_tanh(m_in_w).detach(),
             "input_patterns": unit_tanh(p_in_w).detach(),
         }
-        return [float(v) for v in best], best_stats, images
+        return [float(v) for v in lowest.value], lowest.stats, images
