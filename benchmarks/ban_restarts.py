@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,17 @@ PARTS = {"noise only": "no-mask", "both": "(1 - m)", "(1 - m), noise off": "(1 -
 RULES = {"pooled": pooled_scores, "per-class q25": lambda c: per_class_scores(c, q=0.25)}
 
 
-#: candidate statistics made of the recorded ones: the mean of two statistics' per-class scores, or their
-#: minimum (agreement: a class scores high only where both the noise and the (1 - m) predictions go)
-MIXES = {
-    "noise only + both": (np.mean, ("no-mask", "(1 - m)")),
-    "min(noise only, both)": (np.min, ("no-mask", "(1 - m)")),
-    "min(noise only, (1 - m) noise off)": (np.min, ("no-mask", "(1 - m), no noise")),
+#: candidate statistics made of the recorded ones (name -> how the parts' per-class scores combine, parts):
+#: their mean; their minimum (agreement: a class scores high only where both the noise and the (1 - m)
+#: predictions go); their geometric mean or maximum; a difference (the collapse the noise adds to the mask's own)
+MIXES: dict[str, tuple[Callable[[list[np.ndarray]], np.ndarray], tuple[str, ...]]] = {
+    "noise only + both": (lambda a: np.mean(a, axis=0), ("no-mask", "(1 - m)")),
+    "min(noise only, both)": (lambda a: np.min(a, axis=0), ("no-mask", "(1 - m)")),
+    "min(noise only, (1 - m) noise off)": (lambda a: np.min(a, axis=0), ("no-mask", "(1 - m), no noise")),
+    "sqrt(noise only x both)": (lambda a: np.sqrt(a[0] * a[1]), ("no-mask", "(1 - m)")),
+    "max(noise only, both)": (lambda a: np.max(a, axis=0), ("no-mask", "(1 - m)")),
+    "noise only - (1 - m) noise off": (lambda a: a[0] - a[1], ("no-mask", "(1 - m), no noise")),
+    "both - (1 - m) noise off": (lambda a: a[0] - a[1], ("(1 - m)", "(1 - m), no noise")),
 }
 
 
@@ -92,7 +98,7 @@ def class_scores(row: dict[str, Any], statistic: str, rule: str) -> np.ndarray:
     """Score of every class of one (model, seed) under a statistic and a rule, from its confusion matrix."""
     if statistic in MIXES:
         how, parts = MIXES[statistic]
-        return how([class_scores(row, part, rule) for part in parts], axis=0)
+        return how([class_scores(row, part, rule) for part in parts])
     return RULES[rule](torch.tensor(row[STATISTICS[statistic]])).numpy()
 
 
