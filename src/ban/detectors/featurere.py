@@ -103,15 +103,7 @@ class FeatureRE(FeatureSpaceDetector):
         lowest = Lowest(k, dev)
         loop = self.loop("inversion", model, data, targets, keep=self.config.batched)
         first = loop.resume(
-            {
-                "net": net,
-                "opt_net": opt_net,
-                "mask_w": mask_w,
-                "opt_mask": opt_mask,
-                "lowest": lowest,
-                "g": g,
-                "weights": weights,
-            }
+            dict(net=net, opt_net=opt_net, mask_w=mask_w, opt_mask=opt_mask, lowest=lowest, g=g, weights=weights)
         )
 
         def transform(idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:

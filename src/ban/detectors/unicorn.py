@@ -173,18 +173,18 @@ class Unicorn(FeatureSpaceDetector):
         lowest = Lowest(k, dev)
         loop = self.loop("inversion", model, data, targets, keep=self.config.batched)
         first = loop.resume(
-            {
-                "p_net": p_net,
-                "q_net": q_net,
-                "opt_pq": opt_pq,
-                "m_in_w": m_in_w,
-                "p_in_w": p_in_w,
-                "opt_in": opt_in,
-                "mask_w": mask_w,
-                "opt_mask": opt_mask,
-                "lowest": lowest,
-                "g": g,
-            }
+            dict(
+                p_net=p_net,
+                q_net=q_net,
+                opt_pq=opt_pq,
+                m_in_w=m_in_w,
+                p_in_w=p_in_w,
+                opt_in=opt_in,
+                mask_w=mask_w,
+                opt_mask=opt_mask,
+                lowest=lowest,
+                g=g,
+            )
         )
 
         def decode(z: Tensor) -> Tensor:
