@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,8 +98,9 @@ class Stateful(Protocol):
 
 
 #: a piece of a loop's state: a module, an optimiser or another `Stateful` (its state_dict), a tensor (a
-#: parameter, restored in place), a generator (its state), a list of plain values (restored in place)
-Part = Stateful | Tensor | torch.Generator | list[Any]
+#: parameter, restored in place), a numpy array (restored in place), a generator (its state), a list of plain
+#: values (restored in place)
+Part = Stateful | Tensor | np.ndarray | torch.Generator | list[Any]
 
 
 def state_of(part: Part) -> Any:
@@ -107,6 +109,8 @@ def state_of(part: Part) -> Any:
         return part.get_state()
     if isinstance(part, Tensor):
         return part.detach().cpu()
+    if isinstance(part, np.ndarray):
+        return torch.from_numpy(part.copy())
     if isinstance(part, list):
         return list(part)
     return part.state_dict()
@@ -119,6 +123,8 @@ def restore(part: Part, state: Any) -> None:
     elif isinstance(part, Tensor):
         with torch.no_grad():
             part.copy_(state)
+    elif isinstance(part, np.ndarray):
+        part[...] = state.numpy()
     elif isinstance(part, list):
         part[:] = state
     else:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ban.blocks.snapshot import Snapshot, fingerprint
+from ban.blocks.snapshot import Resumable, fingerprint
 from ban.progress import Bar
 from ban.utils import batches
 
@@ -106,10 +106,10 @@ class _CostSchedule:
 
     STATE = ("cost", "set_counter", "up", "down", "up_flag", "down_flag", "reg_best", "es_best", "es_counter")
 
-    def state(self) -> dict[str, Tensor]:
+    def state_dict(self) -> dict[str, Tensor]:
         return {name: torch.from_numpy(getattr(self, name).copy()) for name in self.STATE}
 
-    def restore(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor], /) -> None:
         for name in self.STATE:
             setattr(self, name, state[name].numpy().copy())
 
@@ -192,19 +192,13 @@ def search_triggers(
             cfg.to_dict(), targets, extra, x, y, generator.get_state(), *model.state_dict().values()
         )
     )
-    saved = Snapshot(snapshot, key, snapshot_every)
-    state = saved.load()
-    first = 0
-    if state is not None:
-        with torch.no_grad():
-            mask_w.copy_(state["mask_w"].to(dev))
-            pattern_w.copy_(state["pattern_w"].to(dev))
-        opt.load_state_dict(state["optimizer"])
-        schedule.restore(state["schedule"])
-        best_m, best_p = state["best_m"].to(dev), state["best_p"].to(dev)
-        active, epochs_run, last_acc = (state[n].numpy().copy() for n in ("active", "epochs_run", "last_acc"))
-        generator.set_state(state["generator"])
-        first = int(state["epoch"])
+    loop = Resumable("trigger_search", snapshot, key, snapshot_every)
+    first = loop.resume(
+        dict(
+            mask_w=mask_w, pattern_w=pattern_w, optimizer=opt, schedule=schedule, best_m=best_m, best_p=best_p,
+            active=active, epochs_run=epochs_run, last_acc=last_acc, generator=generator,
+        )
+    )  # fmt: skip
     with Bar(description, cfg.epochs, quiet=quiet) as bar:
         bar.advance(first)
         for epoch in range(first, cfg.epochs):
@@ -250,22 +244,8 @@ def search_triggers(
             bar.advance(info=f"{int(active.sum())}/{k} targets left")
             if not active.any() or timed_out:
                 break
-            saved.save(
-                lambda epoch=epoch, active=active: {  # called at once, inside save
-                    "epoch": epoch + 1,
-                    "mask_w": mask_w.detach().cpu(),
-                    "pattern_w": pattern_w.detach().cpu(),
-                    "optimizer": opt.state_dict(),
-                    "schedule": schedule.state(),
-                    "best_m": best_m.cpu(),
-                    "best_p": best_p.cpu(),
-                    "active": torch.from_numpy(active.copy()),
-                    "epochs_run": torch.from_numpy(epochs_run.copy()),
-                    "last_acc": torch.from_numpy(last_acc.copy()),
-                    "generator": generator.get_state(),
-                }
-            )
-    saved.clear()
+            loop.save(epoch + 1)
+    loop.clear()
     found = np.isfinite(schedule.reg_best)
     # a target that never reached the success threshold keeps its last mask (as the official code does)
     if (~found).any():
@@ -282,7 +262,7 @@ def search_triggers(
         epochs=[int(v) for v in epochs_run],
         success=[float(v) for v in last_acc],
         resumed_from_epoch=first,
-        seconds_before=saved.before,
+        seconds_before=loop.snapshot.before,
     )
 
 
