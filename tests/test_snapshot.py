@@ -91,6 +91,9 @@ def test_an_unreadable_or_hostile_snapshot_is_one_line(setting, tmp_path: Path, 
     with pytest.raises(BanError) as err:
         search(setting, snapshot=path)
     assert str(path) in str(err.value) and "delete it" in str(err.value) and "\n" not in str(err.value)
+    # the reason comes whole from the reading layer, not cut out of its message
+    reason = "not a PyTorch file" if kind == "garbage" else "it imports print, which could run code"
+    assert f"({reason})" in str(err.value)
 
 
 def test_only_uncapped_runs_keep_snapshots(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ban.errors import BanError
-from ban.untrusted import read_bytes, read_torch_object
+from ban.untrusted import UnreadableTorchFile, read_bytes, read_torch_object
 from ban.utils import atomic_path
 
 
@@ -60,10 +60,9 @@ class Snapshot:
             return None
         try:  # through the untrusted-file layer: tensors and plain values only, never an object
             state = read_torch_object(self.path, read_bytes(self.path, "search snapshot"))
-        except BanError as e:  # a file that is not a snapshot
+        except UnreadableTorchFile as e:  # a file that is not a snapshot
             raise BanError(
-                f"cannot resume the search from {self.path} ({str(e).split('(', 1)[-1].split(')', 1)[0]}); "
-                "delete it to start the search again"
+                f"cannot resume the search from {self.path} ({e.reason}); delete it to start the search again"
             ) from None
         if not isinstance(state, dict) or state.get("key") != self.key:
             return None

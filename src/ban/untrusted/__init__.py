@@ -15,11 +15,12 @@ from ban.untrusted.json_io import parse_json_object
 from ban.untrusted.npz import read_npz_arrays
 from ban.untrusted.restricted_pickle import pickle_imports, safe_unpickle
 from ban.untrusted.safetensors_io import looks_like_safetensors, read_safetensors, read_safetensors_metadata
-from ban.untrusted.torch_io import read_torch_object
+from ban.untrusted.torch_io import UnreadableTorchFile, read_torch_object
 
 __all__ = [
     "MAX_DECODED_BYTES",
     "MAX_IMAGE_PIXELS",
+    "UnreadableTorchFile",
     "gunzip_prefix",
     "is_gzip",
     "looks_like_safetensors",

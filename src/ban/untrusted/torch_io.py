@@ -18,10 +18,20 @@ from ban.untrusted.restricted_pickle import pickle_imports
 RESAVE = "re-save it as a state dict (torch.save(model.state_dict(), f)) or as safetensors"
 
 
-def _refuse_objects(path: Path, imports: list[str]) -> BanError:
+class UnreadableTorchFile(BanError):
+    """A file that `read_torch_object` refuses; `reason` is what is wrong with it, without the path or the fix,
+    for callers that name the file in a message of their own (a search snapshot)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _refuse_objects(path: Path, imports: list[str]) -> UnreadableTorchFile:
     shown = ", ".join(sorted(set(imports))[:3])
-    return BanError(
-        f"{path} needs full unpickling (it imports {shown}), which could run code; ban refuses it: {RESAVE}"
+    return UnreadableTorchFile(
+        f"{path} needs full unpickling (it imports {shown}), which could run code; ban refuses it: {RESAVE}",
+        f"it imports {shown}, which could run code",
     )
 
 
@@ -48,14 +58,15 @@ def read_torch_object(path: Path, data: bytes) -> Any:
         imports = [found.group(1)] if found else _imports_of(data)
         if imports:
             raise _refuse_objects(path, imports) from exc
-        raise BanError(
-            f"cannot read {path} as a PyTorch checkpoint (not a PyTorch file); the file is corrupt or another format"
+        raise UnreadableTorchFile(
+            f"cannot read {path} as a PyTorch checkpoint (not a PyTorch file); the file is corrupt or another format",
+            "not a PyTorch file",
         ) from exc
     except Exception as exc:  # torch's zip reader, the unpickler and storage rebuilding raise many types
         lines = str(exc).strip().splitlines()
         detail = lines[0][:200] if lines else ""
         if not isinstance(exc, RuntimeError):  # e.g. KeyError('3') says nothing without its type
             detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        raise BanError(
-            f"cannot read {path} as a PyTorch checkpoint ({detail}); the file is corrupt or another format"
+        raise UnreadableTorchFile(
+            f"cannot read {path} as a PyTorch checkpoint ({detail}); the file is corrupt or another format", detail
         ) from exc
