@@ -21,7 +21,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from ban.bench.plan import model_jobs, only_methods, plan_tasks
+from ban.bench.plan import model_jobs, only_groups, only_methods, plan_tasks
 from ban.bench.spec import BenchSpec, load_spec, parse_spec
 from ban.bench.store import claim
 from ban.cli import main
@@ -177,6 +177,22 @@ def test_methods_option_runs_only_the_named_methods_and_their_models(
     out = tmp_path / "o"
     assert main(["bench", "run", str(SMOKE), "--out", str(out), "--methods", "nosuch"]) == 2
     assert "--methods names 'nosuch'" in capsys.readouterr().err and not out.exists()
+
+
+def test_groups_option_runs_only_the_named_groups_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ban bench run --methods ban --groups clean`: BAN on the clean models alone, and only their trainings."""
+    tasks = plan_tasks(parse_spec(yaml.safe_load(SMOKE.read_text()), "smoke"))
+    kept = only_groups(only_methods(tasks, ["ban"]), ["clean"])
+    ban = [t for t in kept if t.kind == "detect"]
+    assert ban and {t.job.model.group for t in ban} == {"clean"} and {t.job.method for t in ban} == {"ban"}
+    assert sorted(t.id for t in kept if t.kind == "train") == sorted(t.depends_on for t in kept if t.depends_on)
+    assert {t.job.group for t in kept if t.kind == "train"} == {"clean"}
+    assert len(only_groups(tasks, ["badnets", "clean"])) == len(tasks)
+    with pytest.raises(BanError, match="--groups names 'blend', which this spec does not train; choose from badnets"):
+        only_groups(tasks, ["blend"])
+    out = tmp_path / "o"
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--groups", "nosuch"]) == 2
+    assert "--groups names 'nosuch'" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize(

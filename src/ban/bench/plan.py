@@ -188,6 +188,19 @@ def only_methods(tasks: list[Task], labels: list[str]) -> list[Task]:
     return [t for t in tasks if t.id in wanted]
 
 
+def only_groups(tasks: list[Task], groups: list[str]) -> list[Task]:
+    """The tasks on the models of `groups` (attack rows or "clean"; `ban bench run --groups`)."""
+
+    def group(t: Task) -> str:
+        return t.job.model.group if isinstance(t.job, MethodJob) else t.job.group
+
+    known = list(dict.fromkeys(map(group, tasks)))
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise BanError(f"--groups names '{unknown[0]}', which this spec does not train; choose from {', '.join(known)}")
+    return [t for t in tasks if group(t) in groups]
+
+
 def plan_tasks(spec: BenchSpec) -> list[Task]:
     """All tasks of the benchmark, each model's training followed by the detectors and mitigations on it."""
     tasks: list[Task] = []

@@ -18,7 +18,7 @@ from typing import Any
 
 from ban.bench.display import RunDisplay
 from ban.bench.executors import create_executor
-from ban.bench.plan import Task, only_methods, plan_tasks
+from ban.bench.plan import Task, only_groups, only_methods, plan_tasks
 from ban.bench.spec import BenchSpec, check_data
 from ban.bench.store import claim
 from ban.bench.work import Context, Outcome
@@ -116,12 +116,16 @@ def run_bench(
     quiet: bool = False,
     threads: int | None = None,
     methods: list[str] | None = None,
+    groups: list[str] | None = None,
 ) -> RunSummary:
-    """Run the benchmark `spec` into `out` (see `ban.bench.store` for the layout); `methods`: only these labels."""
+    """Run the benchmark `spec` into `out` (see `ban.bench.store` for the layout); `methods`: only these labels;
+    `groups`: only the models of these groups (attack rows or "clean")."""
     out = Path(out)
     tasks = plan_tasks(spec)
     if methods:
         tasks = only_methods(tasks, methods)
+    if groups:
+        tasks = only_groups(tasks, groups)
     check_data(spec)
     claim(out, spec, force)
     ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)

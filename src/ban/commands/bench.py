@@ -34,6 +34,12 @@ def run(
     methods: str = typer.Option(
         None, "--methods", help="Run only these methods (labels, comma-separated) and the models they need."
     ),
+    groups: str = typer.Option(
+        None,
+        "--groups",
+        help="Only the models of these groups (attack rows or clean, comma-separated), e.g. one method on the clean "
+        "models.",
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run is complete."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
@@ -43,8 +49,8 @@ def run(
 
     bench = load_spec(spec).with_overrides(str(data_dir) if data_dir else None, device)
     start = time.perf_counter()
-    labels = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    summary = run_bench(bench, out, executor, jobs, ray_address, force, quiet, threads, labels)
+    labels = _names(methods)
+    summary = run_bench(bench, out, executor, jobs, ray_address, force, quiet, threads, labels, _names(groups))
     wall = time.perf_counter() - start
     console.print(
         f"{summary.total} tasks: {summary.cached} already done, {summary.ran} run now, "
@@ -56,6 +62,11 @@ def run(
         raise typer.Exit(1)
     if report:
         _write_report(out, quiet)
+
+
+def _names(option: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [m.strip() for m in option.split(",") if m.strip()] if option else None
 
 
 @app.command("report")
