@@ -133,19 +133,17 @@ def combined(rs: list[dict[str, Any]], statistic: str, rule: str, how: str) -> t
 
 
 def rows_by_model(out: Path) -> dict[str, list[dict[str, Any]]]:
-    """The (model, seed) rows of OUT, grouped by model."""
+    """The (model, seed) rows of OUT, grouped by model, each model's in seed order (the first K seeds are [:K])."""
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in map(json.loads, out.read_text().splitlines()):
         by_model[r["model"]].append(r)
-    return by_model
+    return {name: sorted(rs, key=lambda r: r["seed"]) for name, rs in by_model.items()}
 
 
-def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
-    by_model = rows_by_model(out)
+def summary(by_model: dict[str, list[dict[str, Any]]], threshold: float, min_asr: float = 0.8) -> None:
     print("| model | target | score (class) by seed |")
     print("|---|---|---|")
     for name, rs in sorted(by_model.items()):
-        rs.sort(key=lambda r: r["seed"])
         cells = ", ".join(f"{r['score']:.2f} ({r['class']})" for r in rs)
         print(f"| {name} | {rs[0]['target']} | {cells} |")
     n_seeds = min(len(rs) for rs in by_model.values())
@@ -157,7 +155,7 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
             continue
         pos, neg, right = [], [], 0
         for rs in by_model.values():
-            rs = sorted(rs, key=lambda r: r["seed"])[:k]
+            rs = rs[:k]
             score, cls = combined(rs, statistic, rule, how)
             if rs[0]["target"] is None:
                 neg.append(score)
@@ -173,16 +171,21 @@ def summary(out: Path, threshold: float, min_asr: float = 0.8) -> None:
 
 
 def per_attack(
-    out: Path, threshold: float, k: int, how: str, min_asr: float = 0.8, statistic: str = "no-mask", part: str = ""
+    by_model: dict[str, list[dict[str, Any]]],
+    threshold: float,
+    k: int,
+    how: str,
+    min_asr: float = 0.8,
+    statistic: str = "no-mask",
+    part: str = "",
 ) -> None:
     """One row for a statistic's pooled score over the first k seeds: Bd. per attack (right target / working
     backdoors), clean models flagged, AUROC, and the TPR at a false-alarm rate of at most 1 % (with fewer
     than 100 clean models: the share of working backdoors scoring above every clean model)."""
-    by_model = rows_by_model(out)
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     pos, neg = [], []
     for rs in by_model.values():
-        rs = sorted(rs, key=lambda r: r["seed"])[:k]
+        rs = rs[:k]
         score, cls = combined(rs, statistic, "pooled", how)
         if rs[0]["target"] is None:
             neg.append(score)
@@ -213,17 +216,18 @@ def main() -> None:
     if not args.summary:
         torch.set_num_threads(args.threads)
         run(args.folder, args.out, args.seeds, parse_params(args.param))
-    summary(args.out, args.threshold)
-    n_seeds = min(len(rs) for rs in rows_by_model(args.out).values())
+    by_model = rows_by_model(args.out)  # read once: every table below scores these rows
+    summary(by_model, args.threshold)
+    n_seeds = min(len(rs) for rs in by_model.values())
     ks = sorted({1, min(2, n_seeds), n_seeds})  # one run, the default's two, and every seed kept
     print("\n| no-mask, pooled | Bd. per attack | clean flagged | AUROC | TPR at 1 % FPR |\n|---|---|---|---|---|")
     for k in ks:
-        per_attack(args.out, args.threshold, k, "mean")
+        per_attack(by_model, args.threshold, k, "mean")
     print("\n| BAN's part | runs | Bd. per attack | clean flagged | AUROC | TPR at 1 % FPR |")
     print("|---|---|---|---|---|---|")
     for part, statistic in [*PARTS.items(), *((m, m) for m in MIXES)]:
         for k in ks:
-            per_attack(args.out, args.threshold, k, "mean", statistic=statistic, part=part)
+            per_attack(by_model, args.threshold, k, "mean", statistic=statistic, part=part)
 
 
 if __name__ == "__main__":

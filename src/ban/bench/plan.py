@@ -177,12 +177,18 @@ def _runs_on(method: MethodSpec, index: int, group: str) -> bool:
     return (method.models is None or index < method.models) and (method.groups is None or group in method.groups)
 
 
+def _require_known(option: str, names: list[str], known: list[str], verb: str) -> None:
+    """A one-line error for the first of `names` that is not in `known` (an option of `ban bench run`)."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        choices = ", ".join(known)
+        raise BanError(f"{option} names '{unknown[0]}', which this spec does not {verb}; choose from {choices}")
+
+
 def only_methods(tasks: list[Task], labels: list[str]) -> list[Task]:
     """The tasks of the methods labelled `labels` and the trainings they need (`ban bench run --methods`)."""
     known = list(dict.fromkeys(t.job.label for t in tasks if isinstance(t.job, MethodJob)))
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise BanError(f"--methods names '{unknown[0]}', which this spec does not run; choose from {', '.join(known)}")
+    _require_known("--methods", labels, known, "run")
     kept = [t for t in tasks if isinstance(t.job, MethodJob) and t.job.label in labels]
     wanted = {t.id for t in kept} | {t.depends_on for t in kept}
     return [t for t in tasks if t.id in wanted]
@@ -194,10 +200,7 @@ def only_groups(tasks: list[Task], groups: list[str]) -> list[Task]:
     def group(t: Task) -> str:
         return t.job.model.group if isinstance(t.job, MethodJob) else t.job.group
 
-    known = list(dict.fromkeys(map(group, tasks)))
-    unknown = [g for g in groups if g not in known]
-    if unknown:
-        raise BanError(f"--groups names '{unknown[0]}', which this spec does not train; choose from {', '.join(known)}")
+    _require_known("--groups", groups, list(dict.fromkeys(map(group, tasks))), "train")
     return [t for t in tasks if group(t) in groups]
 
 

@@ -35,6 +35,12 @@ def _refuse_objects(path: Path, imports: list[str]) -> UnreadableTorchFile:
     )
 
 
+def _unreadable(path: Path, reason: str) -> UnreadableTorchFile:
+    return UnreadableTorchFile(
+        f"cannot read {path} as a PyTorch checkpoint ({reason}); the file is corrupt or another format", reason
+    )
+
+
 def _imports_of(data: bytes) -> list[str]:
     """Globals the file's pickle would import: the stream itself, or `data.pkl` inside a torch zip."""
     if data[:4] == b"PK\x03\x04":
@@ -58,15 +64,10 @@ def read_torch_object(path: Path, data: bytes) -> Any:
         imports = [found.group(1)] if found else _imports_of(data)
         if imports:
             raise _refuse_objects(path, imports) from exc
-        raise UnreadableTorchFile(
-            f"cannot read {path} as a PyTorch checkpoint (not a PyTorch file); the file is corrupt or another format",
-            "not a PyTorch file",
-        ) from exc
+        raise _unreadable(path, "not a PyTorch file") from exc
     except Exception as exc:  # torch's zip reader, the unpickler and storage rebuilding raise many types
         lines = str(exc).strip().splitlines()
         detail = lines[0][:200] if lines else ""
         if not isinstance(exc, RuntimeError):  # e.g. KeyError('3') says nothing without its type
             detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        raise UnreadableTorchFile(
-            f"cannot read {path} as a PyTorch checkpoint ({detail}); the file is corrupt or another format", detail
-        ) from exc
+        raise _unreadable(path, detail) from exc
