@@ -1,0 +1,122 @@
+"""BAN's score as a curve over ε: do backdoors reach their target at smaller noise than clean models reach a sink?
+
+The paper's intuition is that a backdoored network flips to its target under *small* neuron noise while a
+clean one needs more. One ε reads the curve at one point. This script reads rows that
+`benchmarks/ban_restarts.py` wrote for the same zoo at several ε (one file per ε, the same detector seeds)
+and scores candidate statistics over the curve, per class, by the paper's pooled share:
+
+- every ε alone (the mean of the first K seeds, as the default combines its two runs);
+- the mean over all ε (the area under the curve, one draw per ε and seed);
+- pairs of ε at the default's cost: one run at each ε (seed 0 at the first, seed 1 at the second), averaged;
+- the share at the smallest ε over the share at the largest (a backdoor saturates early, a sink grows with ε).
+
+    python benchmarks/ban_restarts.py runs/fmnist-r18 --out runs/fmnist-r18/restarts-eps0.2.jsonl \\
+        --seeds 2 --threads 2 --param eps=0.2
+    python benchmarks/ban_eps_curve.py 0.2=runs/fmnist-r18/restarts-eps0.2.jsonl \\
+        0.3=benchmarks/results/fmnist-r18-restarts-step2.5.jsonl ...
+
+Measured on four zoos (2026-12-05): docs/ban-defaults.md, "The score as a curve over ε".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ban_collapse import auroc  # noqa: E402
+from ban_restarts import class_scores, rows_by_model  # noqa: E402
+
+Rows = dict[str, list[dict[str, Any]]]
+#: (model's rows by ε) -> per-class score
+Statistic = Callable[[dict[float, list[dict[str, Any]]]], np.ndarray]
+
+
+def share(rs: list[dict[str, Any]], k: int, statistic: str = "no-mask") -> np.ndarray:
+    """Per-class pooled share, the mean of the first k seeds' runs."""
+    return np.mean([class_scores(r, statistic, "pooled") for r in rs[:k]], axis=0)
+
+
+def candidates(eps: list[float], k: int, statistic: str) -> dict[str, Statistic]:
+    found: dict[str, Statistic] = {}
+    for e in eps:
+        found[f"ε {e}, mean of {k}"] = lambda by_eps, e=e: share(by_eps[e], k, statistic)
+    found[f"mean over ε {eps}, {k} seeds each"] = lambda by_eps: np.mean(
+        [share(by_eps[e], k, statistic) for e in eps], axis=0
+    )
+    for a, b in combinations(eps, 2):  # the default's cost: two runs
+        found[f"ε {a} seed 0 + ε {b} seed 1"] = lambda by_eps, a=a, b=b: (
+            (share(by_eps[a][:1], 1, statistic) + share(by_eps[b][1:2], 1, statistic)) / 2
+        )
+    lo, hi = eps[0], eps[-1]
+    found[f"ε {lo} / ε {hi} × ε {lo}"] = lambda by_eps: (
+        share(by_eps[lo], k, statistic)
+        * np.clip(share(by_eps[lo], k, statistic) / np.maximum(share(by_eps[hi], k, statistic), 1e-9), 0, 1)
+    )
+    return found
+
+
+def score(
+    by_eps_model: dict[str, dict[float, list[dict[str, Any]]]], stat: Statistic, threshold: float, min_asr: float
+) -> str:
+    pos, neg, right, n_pos = [], [], 0, 0
+    for by_eps in by_eps_model.values():
+        first = next(iter(by_eps.values()))[0]
+        s = stat(by_eps)
+        value, cls = float(s.max()), int(s.argmax())
+        if first["target"] is None:
+            neg.append(value)
+        elif (first.get("asr") or 0) >= min_asr:
+            pos.append(value)
+            n_pos += 1
+            right += value > threshold and cls == first["target"]
+    flagged = sum(v > threshold for v in neg)
+    cut = max(neg) if neg else float("inf")
+    tpr = sum(p > cut for p in pos) / max(1, len(pos))
+    if not pos:  # a zoo of clean models only: how many the statistic flags
+        return f"- | {flagged}/{len(neg)} | - | - | - | {span(neg)}"
+    return f"{right}/{n_pos} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} | {span(pos)} | {span(neg)}"
+
+
+def span(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rows", nargs="+", help="EPS=FILE: ban_restarts.py rows of one zoo at that ε")
+    ap.add_argument("--seeds", type=int, default=2, help="runs averaged per ε (the first K seeds)")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--statistic", default="no-mask", help="no-mask, (1 - m) or (1 - m), no noise")
+    args = ap.parse_args()
+    files: dict[float, Rows] = {}
+    for item in args.rows:
+        e, _, path = item.partition("=")
+        files[float(e)] = rows_by_model(Path(path))
+    eps = sorted(files)
+    models = set.intersection(*(set(rows) for rows in files.values()))
+    by_eps_model = {m: {e: files[e][m] for e in eps} for m in sorted(models)}
+    print(f"{len(models)} models at every ε {eps}\n")
+    print("| model | target | " + " | ".join(f"ε {e}" for e in eps) + " |")
+    print("|---|---|" + "---|" * len(eps))
+    for m, by_eps in by_eps_model.items():
+        cells = []
+        for e in eps:
+            s = share(by_eps[e], args.seeds, args.statistic)
+            cells.append(f"{s.max():.2f} ({s.argmax()})")
+        print(f"| {m} | {by_eps[eps[0]][0]['target']} | " + " | ".join(cells) + " |")
+    print(f"\nthreshold {args.threshold}; working backdoors: ASR ≥ 0.8; TPR above every clean model\n")
+    print("| statistic | right target | clean flagged | AUROC | TPR | backdoors | clean |")
+    print("|---|---|---|---|---|---|---|")
+    for name, stat in candidates(eps, args.seeds, args.statistic).items():
+        print(f"| {name} | {score(by_eps_model, stat, args.threshold, 0.8)} |")
+
+
+if __name__ == "__main__":
+    main()
