@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ban_collapse import auroc  # noqa: E402
 from ban_restarts import class_scores, rows_by_model  # noqa: E402
 
+from ban.figures.plotting import pyplot, save_figure  # noqa: E402
+
 Rows = dict[str, list[dict[str, Any]]]
 #: (model's rows by ε) -> per-class score
 Statistic = Callable[[dict[float, list[dict[str, Any]]]], np.ndarray]
@@ -88,12 +90,56 @@ def span(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
+def plot(
+    by_eps_model: dict[str, dict[float, list[dict[str, Any]]]],
+    k: int,
+    statistic: str,
+    threshold: float,
+    out: Path,
+    min_asr: float = 0.8,
+) -> None:
+    """Each model's score against ε, as the default decides it (the mean of k runs' pooled shares, its top
+    class): working backdoors in red (a filled dot where the top class is the target), clean models in
+    blue, weaker backdoors (neither positive nor negative) in grey; the threshold dashed."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for by_eps in by_eps_model.values():
+        first = next(iter(by_eps.values()))[0]
+        eps = sorted(by_eps)
+        shares = [share(by_eps[e], k, statistic) for e in eps]
+        ys = [float(s.max()) for s in shares]
+        if first["target"] is None:
+            ax.plot(eps, ys, color="tab:blue", alpha=0.6, lw=1.2)
+            continue
+        working = (first.get("asr") or 0) >= min_asr
+        color = "tab:red" if working else "0.6"
+        ax.plot(eps, ys, color=color, alpha=0.8, lw=1.2)
+        hit = [e for e, s in zip(eps, shares, strict=True) if int(s.argmax()) == first["target"]]
+        ax.scatter(hit, [y for e, y in zip(eps, ys, strict=True) if e in hit], color=color, s=18, zorder=3)
+    ax.axhline(threshold, color="k", ls="--", lw=1)
+    handles = [
+        plt.Line2D([], [], color="tab:red", marker="o", label=f"backdoor, ASR ≥ {min_asr} (dot: top class = target)"),
+        plt.Line2D([], [], color="tab:blue", label="clean"),
+        plt.Line2D([], [], color="0.6", label=f"backdoor, ASR < {min_asr} (not counted)"),
+        plt.Line2D([], [], color="k", ls="--", label=f"threshold {threshold}"),
+    ]
+    ax.legend(handles=handles, fontsize=7.5, loc="upper center", ncol=2)
+    ax.set_xlabel("ε (neuron-noise bound)")
+    ax.set_ylabel(f"score: top class's pooled share, mean of {k} runs")
+    ax.set_title(f"BAN's score over ε ({statistic}), {len(by_eps_model)} models")
+    ax.set_ylim(0, 1.2)  # room for the legend above the scores
+    fig.tight_layout()
+    save_figure(fig, out)
+    print(f"figure: {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", nargs="+", help="EPS=FILE: ban_restarts.py rows of one zoo at that ε")
     ap.add_argument("--seeds", type=int, default=2, help="runs averaged per ε (the first K seeds)")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--statistic", default="no-mask", help="no-mask, (1 - m) or (1 - m), no noise")
+    ap.add_argument("--plot", type=Path, help="also draw every model's score against ε to this PNG")
     args = ap.parse_args()
     files: dict[float, Rows] = {}
     for item in args.rows:
@@ -116,6 +162,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name, stat in candidates(eps, args.seeds, args.statistic).items():
         print(f"| {name} | {score(by_eps_model, stat, args.threshold, 0.8)} |")
+    if args.plot:
+        plot(by_eps_model, args.seeds, args.statistic, args.threshold, args.plot)
 
 
 if __name__ == "__main__":
