@@ -6,9 +6,10 @@ clean one needs more. One ε reads the curve at one point. This script reads row
 and scores candidate statistics over the curve, per class, by the paper's pooled share:
 
 - every ε alone (the mean of the first K seeds, as the default combines its two runs);
-- the mean over all ε (the area under the curve, one draw per ε and seed);
+- the mean over all ε (the first K seeds at each ε);
 - pairs of ε at the default's cost: one run at each ε (seed 0 at the first, seed 1 at the second), averaged;
-- the share at the smallest ε over the share at the largest (a backdoor saturates early, a sink grows with ε).
+- early saturation: the share at the smallest ε, times min(1, that share over the share at the largest ε)
+  (a backdoor saturates early, a sink grows with ε).
 
     python benchmarks/ban_restarts.py runs/fmnist-r18 --out runs/fmnist-r18/restarts-eps0.2.jsonl \\
         --seeds 2 --threads 2 --param eps=0.2
@@ -57,7 +58,7 @@ def candidates(eps: list[float], k: int, statistic: str) -> dict[str, Statistic]
             (share(by_eps[a][:1], 1, statistic) + share(by_eps[b][1:2], 1, statistic)) / 2
         )
     lo, hi = eps[0], eps[-1]
-    found[f"ε {lo} / ε {hi} × ε {lo}"] = lambda by_eps: (
+    found[f"early saturation, ε {lo} against {hi}"] = lambda by_eps: (
         share(by_eps[lo], k, statistic)
         * np.clip(share(by_eps[lo], k, statistic) / np.maximum(share(by_eps[hi], k, statistic), 1e-9), 0, 1)
     )
@@ -67,7 +68,7 @@ def candidates(eps: list[float], k: int, statistic: str) -> dict[str, Statistic]
 def score(
     by_eps_model: dict[str, dict[float, list[dict[str, Any]]]], stat: Statistic, threshold: float, min_asr: float
 ) -> str:
-    pos, neg, right, n_pos = [], [], 0, 0
+    pos, neg, right = [], [], 0
     for by_eps in by_eps_model.values():
         first = next(iter(by_eps.values()))[0]
         s = stat(by_eps)
@@ -76,14 +77,13 @@ def score(
             neg.append(value)
         elif (first.get("asr") or 0) >= min_asr:
             pos.append(value)
-            n_pos += 1
             right += value > threshold and cls == first["target"]
     flagged = sum(v > threshold for v in neg)
-    cut = max(neg) if neg else float("inf")
-    tpr = sum(p > cut for p in pos) / max(1, len(pos))
     if not pos:  # a zoo of clean models only: how many the statistic flags
         return f"- | {flagged}/{len(neg)} | - | - | - | {span(neg)}"
-    return f"{right}/{n_pos} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} | {span(pos)} | {span(neg)}"
+    cut = max(neg) if neg else float("inf")
+    tpr = sum(p > cut for p in pos) / len(pos)
+    return f"{right}/{len(pos)} | {flagged}/{len(neg)} | {auroc(pos, neg):.3f} | {tpr:.2f} | {span(pos)} | {span(neg)}"
 
 
 def span(values: list[float]) -> str:
@@ -144,7 +144,10 @@ def main() -> None:
     files: dict[float, Rows] = {}
     for item in args.rows:
         e, _, path = item.partition("=")
-        files[float(e)] = rows_by_model(Path(path))
+        try:
+            files[float(e)] = rows_by_model(Path(path))
+        except (ValueError, OSError) as err:
+            ap.error(f"{item!r}: expected EPS=FILE with a number and a ban_restarts.py rows file ({err})")
     eps = sorted(files)
     models = set.intersection(*(set(rows) for rows in files.values()))
     by_eps_model = {m: {e: files[e][m] for e in eps} for m in sorted(models)}
