@@ -32,13 +32,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ban_collapse import auroc  # noqa: E402
-from ban_restarts import class_scores, rows_by_model  # noqa: E402
+from ban_restarts import class_scores, population, rows_by_model  # noqa: E402
 
 from ban.figures.plotting import pyplot, save_figure  # noqa: E402
 
-Rows = dict[str, list[dict[str, Any]]]
-#: (model's rows by ε) -> per-class score
-Statistic = Callable[[dict[float, list[dict[str, Any]]]], np.ndarray]
+MIN_ASR = 0.8  # a backdoor counts only if it works
+#: one model's ban_restarts.py rows at each ε, each ε's in seed order
+ByEps = dict[float, list[dict[str, Any]]]
+#: a model's rows by ε -> its per-class score
+Statistic = Callable[[ByEps], np.ndarray]
 
 
 def share(rs: list[dict[str, Any]], k: int, statistic: str = "no-mask") -> np.ndarray:
@@ -58,24 +60,30 @@ def candidates(eps: list[float], k: int, statistic: str) -> dict[str, Statistic]
             (share(by_eps[a][:1], 1, statistic) + share(by_eps[b][1:2], 1, statistic)) / 2
         )
     lo, hi = eps[0], eps[-1]
-    found[f"early saturation, ε {lo} against {hi}"] = lambda by_eps: (
-        share(by_eps[lo], k, statistic)
-        * np.clip(share(by_eps[lo], k, statistic) / np.maximum(share(by_eps[hi], k, statistic), 1e-9), 0, 1)
-    )
+
+    def early_saturation(by_eps: ByEps) -> np.ndarray:
+        low = share(by_eps[lo], k, statistic)
+        return low * np.clip(low / np.maximum(share(by_eps[hi], k, statistic), 1e-9), 0, 1)
+
+    found[f"early saturation, ε {lo} against {hi}"] = early_saturation
     return found
 
 
-def score(
-    by_eps_model: dict[str, dict[float, list[dict[str, Any]]]], stat: Statistic, threshold: float, min_asr: float
-) -> str:
+def first_row(by_eps: ByEps) -> dict[str, Any]:
+    """The model's identity (target, ASR, attack): the same in every row."""
+    return next(iter(by_eps.values()))[0]
+
+
+def score(by_eps_model: dict[str, ByEps], stat: Statistic, threshold: float) -> str:
     pos, neg, right = [], [], 0
     for by_eps in by_eps_model.values():
-        first = next(iter(by_eps.values()))[0]
+        first = first_row(by_eps)
         s = stat(by_eps)
         value, cls = float(s.max()), int(s.argmax())
-        if first["target"] is None:
+        kind = population(first, MIN_ASR)
+        if kind == "clean":
             neg.append(value)
-        elif (first.get("asr") or 0) >= min_asr:
+        elif kind == "backdoor":
             pos.append(value)
             right += value > threshold and cls == first["target"]
     flagged = sum(v > threshold for v in neg)
@@ -90,37 +98,29 @@ def span(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
-def plot(
-    by_eps_model: dict[str, dict[float, list[dict[str, Any]]]],
-    k: int,
-    statistic: str,
-    threshold: float,
-    out: Path,
-    min_asr: float = 0.8,
-) -> None:
+def plot(by_eps_model: dict[str, ByEps], k: int, statistic: str, threshold: float, out: Path) -> None:
     """Each model's score against ε, as the default decides it (the mean of k runs' pooled shares, its top
     class): working backdoors in red (a filled dot where the top class is the target), clean models in
     blue, weaker backdoors (neither positive nor negative) in grey; the threshold dashed."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = {"clean": "tab:blue", "backdoor": "tab:red", "weak": "0.6"}
     for by_eps in by_eps_model.values():
-        first = next(iter(by_eps.values()))[0]
+        first = first_row(by_eps)
         eps = sorted(by_eps)
         shares = [share(by_eps[e], k, statistic) for e in eps]
         ys = [float(s.max()) for s in shares]
-        if first["target"] is None:
-            ax.plot(eps, ys, color="tab:blue", alpha=0.6, lw=1.2)
-            continue
-        working = (first.get("asr") or 0) >= min_asr
-        color = "tab:red" if working else "0.6"
-        ax.plot(eps, ys, color=color, alpha=0.8, lw=1.2)
-        hit = [e for e, s in zip(eps, shares, strict=True) if int(s.argmax()) == first["target"]]
-        ax.scatter(hit, [y for e, y in zip(eps, ys, strict=True) if e in hit], color=color, s=18, zorder=3)
+        kind = population(first, MIN_ASR)
+        ax.plot(eps, ys, color=colors[kind], alpha=0.6 if kind == "clean" else 0.8, lw=1.2)
+        if kind != "clean":  # a dot where the top class is the backdoor's target
+            hits = [(e, y) for e, y, s in zip(eps, ys, shares, strict=True) if int(s.argmax()) == first["target"]]
+            if hits:
+                ax.scatter(*zip(*hits, strict=True), color=colors[kind], s=18, zorder=3)
     ax.axhline(threshold, color="k", ls="--", lw=1)
     handles = [
-        plt.Line2D([], [], color="tab:red", marker="o", label=f"backdoor, ASR ≥ {min_asr} (dot: top class = target)"),
+        plt.Line2D([], [], color="tab:red", marker="o", label=f"backdoor, ASR ≥ {MIN_ASR} (dot: top class = target)"),
         plt.Line2D([], [], color="tab:blue", label="clean"),
-        plt.Line2D([], [], color="0.6", label=f"backdoor, ASR < {min_asr} (not counted)"),
+        plt.Line2D([], [], color="0.6", label=f"backdoor, ASR < {MIN_ASR} (not counted)"),
         plt.Line2D([], [], color="k", ls="--", label=f"threshold {threshold}"),
     ]
     ax.legend(handles=handles, fontsize=7.5, loc="upper center", ncol=2)
@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--statistic", default="no-mask", help="no-mask, (1 - m) or (1 - m), no noise")
     ap.add_argument("--plot", type=Path, help="also draw every model's score against ε to this PNG")
     args = ap.parse_args()
-    files: dict[float, Rows] = {}
+    files: dict[float, dict[str, list[dict[str, Any]]]] = {}
     for item in args.rows:
         e, _, path = item.partition("=")
         try:
@@ -160,11 +160,11 @@ def main() -> None:
             s = share(by_eps[e], args.seeds, args.statistic)
             cells.append(f"{s.max():.2f} ({s.argmax()})")
         print(f"| {m} | {by_eps[eps[0]][0]['target']} | " + " | ".join(cells) + " |")
-    print(f"\nthreshold {args.threshold}; working backdoors: ASR ≥ 0.8; TPR above every clean model\n")
+    print(f"\nthreshold {args.threshold}; working backdoors: ASR ≥ {MIN_ASR}; TPR above every clean model\n")
     print("| statistic | right target | clean flagged | AUROC | TPR | backdoors | clean |")
     print("|---|---|---|---|---|---|---|")
     for name, stat in candidates(eps, args.seeds, args.statistic).items():
-        print(f"| {name} | {score(by_eps_model, stat, args.threshold, 0.8)} |")
+        print(f"| {name} | {score(by_eps_model, stat, args.threshold)} |")
     if args.plot:
         plot(by_eps_model, args.seeds, args.statistic, args.threshold, args.plot)
 

@@ -132,6 +132,14 @@ def combined(rs: list[dict[str, Any]], statistic: str, rule: str, how: str) -> t
     return float(per_seed[best]), int(best[1])
 
 
+def population(row: dict[str, Any], min_asr: float = 0.8) -> str:
+    """Which population a model's row counts in: "clean", "backdoor" (its ASR reaches min_asr) or "weak"
+    (a backdoor under the gate, counted neither way)."""
+    if row["target"] is None:
+        return "clean"
+    return "backdoor" if (row.get("asr") or 0) >= min_asr else "weak"
+
+
 def rows_by_model(out: Path) -> dict[str, list[dict[str, Any]]]:
     """The (model, seed) rows of OUT, grouped by model, each model's in seed order (the first K seeds are [:K])."""
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -157,9 +165,10 @@ def summary(by_model: dict[str, list[dict[str, Any]]], threshold: float, min_asr
         for rs in by_model.values():
             rs = rs[:k]
             score, cls = combined(rs, statistic, rule, how)
-            if rs[0]["target"] is None:
+            kind = population(rs[0], min_asr)
+            if kind == "clean":
                 neg.append(score)
-            elif (rs[0].get("asr") or 0) >= min_asr:
+            elif kind == "backdoor":
                 pos.append(score)
                 right += score > threshold and cls == rs[0]["target"]
         flagged, top = sum(s > threshold for s in neg), max(neg, default=float("nan"))
@@ -187,9 +196,10 @@ def per_attack(
     for rs in by_model.values():
         rs = rs[:k]
         score, cls = combined(rs, statistic, "pooled", how)
-        if rs[0]["target"] is None:
+        kind = population(rs[0], min_asr)
+        if kind == "clean":
             neg.append(score)
-        elif (rs[0].get("asr") or 0) >= min_asr:
+        elif kind == "backdoor":
             pos.append(score)
             hits[rs[0]["attack"]][0] += score > threshold and cls == rs[0]["target"]
             hits[rs[0]["attack"]][1] += 1
