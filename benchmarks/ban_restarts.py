@@ -222,11 +222,14 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--param", action="append", default=[], help="a detector setting KEY=VALUE (repeatable)")
     ap.add_argument("--summary", action="store_true", help="only print the tables of OUT")
+    ap.add_argument("--models", default="", help="score only models whose name contains this (an architecture)")
     args = ap.parse_args()
     if not args.summary:
         torch.set_num_threads(args.threads)
         run(args.folder, args.out, args.seeds, parse_params(args.param))
-    by_model = rows_by_model(args.out)  # read once: every table below scores these rows
+    by_model = {m: rs for m, rs in rows_by_model(args.out).items() if args.models in m}  # read once
+    if not by_model:
+        sys.exit(f"no rows in {args.out} for models named like '{args.models}'")
     summary(by_model, args.threshold)
     n_seeds = min(len(rs) for rs in by_model.values())
     ks = sorted({1, min(2, n_seeds), n_seeds})  # one run, the default's two, and every seed kept
