@@ -8,8 +8,10 @@ of the attacker's 90% of Fashion-MNIST (2000 balanced test images, lr 0.05, no a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -59,16 +61,31 @@ class Zoo:
         return cache_path(self.recipes[name], self.cache_dir, name)
 
     def get(self, name: str) -> Checkpoint:
-        """The checkpoint of recipe `name`, trained on the CPU (at most 2 threads) when not cached yet."""
+        """The checkpoint of recipe `name`, trained on the CPU (at most 2 threads) when not cached yet.
+
+        Training always takes min(2, cores) threads, so a recipe gives the same model whatever the caller set;
+        the caller's thread count is restored afterwards (a benchmark timing one thread stays at one).
+        """
         if name not in self._loaded:
             recipe = self.recipes[name]
-            if not self.path(name).exists():
-                torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
             data = (self.train, self.test) if _same_data(recipe, BASE) else None
-            self._loaded[name] = train_checkpoint(
-                recipe, cache_dir=self.cache_dir, name=name, data=data, device="cpu", record_training=False
-            )
+            with _training_threads(train=not self.path(name).exists()):
+                self._loaded[name] = train_checkpoint(
+                    recipe, cache_dir=self.cache_dir, name=name, data=data, device="cpu", record_training=False
+                )
         return self._loaded[name]
+
+
+@contextlib.contextmanager
+def _training_threads(train: bool) -> Iterator[None]:
+    """Train with min(2, cores) threads, whatever the caller set; restore the caller's count afterwards."""
+    before = torch.get_num_threads()
+    if train:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _same_data(a: Recipe, b: Recipe) -> bool:
