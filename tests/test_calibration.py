@@ -91,6 +91,15 @@ def test_broken_reference_files_are_refused(tmp_path: Path, content: str) -> Non
     assert "\n" not in str(info.value)
 
 
+def test_a_folder_or_a_missing_reference_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(BanError) as info:
+        load_references(tmp_path)
+    assert str(info.value) == f"{tmp_path} is a folder, not a reference file; pass the file itself"
+    with pytest.raises(BanError) as info:
+        load_references(tmp_path / "nosuch.json")
+    assert str(info.value) == f"reference file {tmp_path / 'nosuch.json'} not found; check the path"
+
+
 def test_references_come_from_the_clean_results_only() -> None:
     def result(score: float, backdoored: bool) -> dict[str, Any]:
         model = {"backdoored": backdoored, "arch_label": "resnet18-w0.25", "arch": "resnet18", "width": 0.25}

@@ -31,6 +31,11 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
             ["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--target", "12", "--subset", "200"],
             "outside the class range",
         ),
+        # usage errors, found by the command-line parser before any ban code runs
+        (["detect", "{tmp}/m.safetensors", "--seed", "abc"], "Invalid value for '--seed'"),
+        (["detect", "{tmp}/m.safetensors", "--bogus"], "No such option: --bogus"),
+        (["detect"], "Missing argument 'model'; see `ban detect --help`"),
+        (["nosuch"], "No such command 'nosuch'"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(

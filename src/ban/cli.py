@@ -33,7 +33,7 @@ app.add_typer(bench_app, name="bench")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command; a BanError prints one line and returns 2 (usage errors too)."""
     try:
-        app(args=argv, prog_name="ban", standalone_mode=True)
+        code = app(args=argv, prog_name="ban", standalone_mode=False)
     except BanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -43,7 +43,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    except Exception as exc:
+        return _usage_error(exc)
+    return code if isinstance(code, int) else 0  # a command's typer.Exit(code) comes back as its return value
+
+
+def _usage_error(exc: Exception) -> int:
+    """A command-line usage error (unknown option, a value of the wrong type, a missing argument) as one line
+    and exit 2, as every other bad input; `ban` or a group without a command has printed its help already.
+    Click's Abort (its form of Ctrl-C) is an interruption; anything else is a bug, raised as it is."""
+    kinds = {c.__name__ for c in type(exc).__mro__}  # typer vendors click in newer versions: match by name
+    if "Abort" in kinds:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if "UsageError" not in kinds:
+        raise exc
+    if "NoArgsIsHelpError" in kinds:
+        return 2
+    ctx = getattr(exc, "ctx", None)
+    where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    print(f"error: {message.rstrip('.')}{where}", file=sys.stderr)
+    return 2
 
 
 def run() -> None:

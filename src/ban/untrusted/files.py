@@ -26,9 +26,10 @@ def _describe(mode: int) -> str:
 
 
 def _refuse(path: Path, what: str, mode: int) -> BanError:
+    noun = what if what.endswith("file") else f"{what} file"  # "IDX file", "reference file": not "... file file"
     if stat.S_ISDIR(mode):
-        return BanError(f"{path} is a folder, not a {what} file; pass the file itself")
-    return BanError(f"{path} is {_describe(mode)}, not a {what} file; ban reads only regular files: copy it to one")
+        return BanError(f"{path} is a folder, not a {noun}; pass the file itself")
+    return BanError(f"{path} is {_describe(mode)}, not a {noun}; ban reads only regular files: copy it to one")
 
 
 def _stat_error(path: Path, what: str, exc: OSError) -> BanError:
