@@ -127,3 +127,16 @@ def test_training_is_deterministic_on_cpu(tmp_path: Path, capsys: pytest.Capture
     a, b = load_model(tmp_path / "a.safetensors"), load_model(tmp_path / "b.safetensors")
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be created")
+def test_an_output_where_no_file_can_be_created_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/proc passes os.access for root, as a read-only mount does: the output folder is tried before any work,
+    and a write that fails anyway (the folder changed since) is a BanError, not an OSError from the writer."""
+    from ban.errors import BanError
+    from ban.utils import atomic_write_text
+
+    code, err = run(["attack", "preview", "--attack", "badnets", "--out", "/proc/ban-preview.png"], capsys)
+    assert code == 2 and err.startswith("error: --out /proc/ban-preview.png: ") and len(err.strip().splitlines()) == 1
+    with pytest.raises(BanError, match=r"^cannot write /proc/ban-test\.txt \(.+\); pass a path in a folder"):
+        atomic_write_text("/proc/ban-test.txt", "x")

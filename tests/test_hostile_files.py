@@ -354,7 +354,7 @@ def _cli_options() -> set[str]:
             found |= walk(sub)
         return found
 
-    return walk(typer.main.get_command(app))
+    return walk(typer.main.get_command(app)) | {"--help"}  # every command has it, outside its params
 
 
 def _argparse_strings(tree: ast.AST) -> set[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import platform
 import random
@@ -69,19 +70,36 @@ def versions() -> dict[str, str]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it.
+
+    A folder that cannot be written (read-only, a virtual file system such as /proc) or a full disk is a
+    BanError naming the path, not an OSError from inside the writer."""
     target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        if target.parent and not target.parent.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target, exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRORS:
+            raise _unwritable(target, exc) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EXDEV}
+
+
+def _unwritable(target: Path, exc: OSError) -> BanError:
+    return BanError(f"cannot write {target} ({exc.strerror or exc}); pass a path in a folder you can write to")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,13 @@ def _check_parent(path: Path, flag: str) -> None:
         raise BanError(f"{flag} {path}: {anc} is a file, not a folder; pass a path inside a folder")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise BanError(f"{flag} {path}: folder {anc} is not writable; pass a path you can write to")
+    try:  # os.access says yes for root on a read-only mount or in /proc: create a file there to be sure
+        fd, probe = tempfile.mkstemp(prefix=".ban-write-check.", dir=anc)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise BanError(f"{flag} {path}: cannot create files in {anc} ({reason}); pass a path you can write to") from exc
+    os.close(fd)
+    os.unlink(probe)
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
