@@ -98,6 +98,9 @@ def test_train_eval_info_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert 0.3 < ba <= 1.0  # one epoch on 600 images learns well beyond chance (0.1)
     assert main(["info", str(out)]) == 0
     assert "small_cnn" in capsys.readouterr().out
+    # --arch is for plain state dicts, but a misspelt one is refused here too rather than ignored
+    assert main(["info", str(out), "--arch", "vgg99"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown architecture 'vgg99'; choose one of")
 
 
 def test_training_is_deterministic_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -360,6 +360,8 @@ def load_model(
     is `input_size`, or else left to `Checkpoint.adopt_input_size` (the architectures are size-agnostic).
     """
     path = regular_file(path, "checkpoint")
+    if arch is not None:
+        arch = canonical_arch(arch)  # a misspelt --arch is refused even where the file names its own
     tensors, meta = _read_file(path)
     _check_tensors(tensors, str(path))
     if meta is not None:
@@ -374,7 +376,6 @@ def load_model(
         raise BanError(f"{path} carries no ban metadata; pass --arch (one of {MODELS.choices()})")
     if input_size is not None and not 1 <= input_size <= MAX_SIDE:
         raise BanError(f"--input-size {input_size} is outside 1..{MAX_SIDE}; pass the side of the model's images")
-    arch = canonical_arch(arch)
     k_found, in_ch, w_found = _plain_dims(arch, state)
     k_classes = num_classes if num_classes is not None else k_found
     w = width if width is not None else w_found
