@@ -197,6 +197,9 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(step_scale=0)
     with pytest.raises(BanError, match="quantile must be a number"):
         BAN(quantile="x")  # as `--param quantile=x` gives it
+    for bad in ("nan", float("inf")):  # NaN passes every `eps < 0` check; it used to fail later, as a model's NaN
+        with pytest.raises(BanError, match="setting eps must be a finite number"):
+            BAN(eps=bad)
     with pytest.raises(BanError, match=r"mask_batches must be a whole number \(unset by default\), got 'x'"):
         BAN(mask_batches="x")  # a setting whose default is None (the preset's) is checked by its annotation
     with pytest.raises(BanError, match="early_stop must be true or false"):

@@ -132,6 +132,11 @@ class DetectorSettings:
                         f"setting {f.name} must be {KINDS[kind]} "
                         f"({'unset' if default is None else repr(default)} by default), got {value!r}"
                     ) from None
+                if kind is float and not math.isfinite(getattr(self, f.name)):  # NaN passes every `<` check
+                    raise BanError(
+                        f"setting {f.name} must be a finite number "
+                        f"({'unset' if default is None else repr(default)} by default), got {value!r}"
+                    )
         if not self.budget > 0 or not math.isfinite(self.budget):
             raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
         if self.time_limit is not None:
