@@ -264,6 +264,22 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
         )
     )
 
+    raw = plain_raw()  # a class the dataset lacks: refused before the first model trains, not at its turn
+    raw["attacks"] = [{"name": "ssdt", "params": {"victim": 10}, "targets": [1]}]
+    assert main(["bench", "run", str(write_spec(raw, tmp_path / "c.yaml")), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: key 'attacks.0': victim class 10 is outside the class range 0..9 of fashion-mnist; fix the value\n"
+    )
+    assert not (tmp_path / "o").exists()
+
+    raw = {**plain_raw(), "detectors": [{"name": "ban"}], "clean_samples": {"detect": 50, "mitigate": 50}}
+    assert main(["bench", "run", str(write_spec(raw, tmp_path / "d.yaml")), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: key 'detectors.0': ban needs at least 100 clean images on 10 classes, and the spec gives it 50; "
+    )
+    assert not (tmp_path / "o").exists()
+
     raw = plain_raw()
     raw["data"]["data_dir"] = str(tmp_path / "no-such-folder")
     assert main(["bench", "run", str(write_spec(raw, tmp_path / "b.yaml")), "--out", str(tmp_path / "o")]) == 2

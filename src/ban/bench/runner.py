@@ -19,7 +19,7 @@ from typing import Any
 from ban.bench.display import RunDisplay
 from ban.bench.executors import create_executor
 from ban.bench.plan import Task, only_groups, only_methods, plan_tasks
-from ban.bench.spec import BenchSpec, check_data
+from ban.bench.spec import BenchSpec, check_against_data, check_data
 from ban.bench.store import claim
 from ban.bench.work import Context, Outcome
 
@@ -127,6 +127,7 @@ def run_bench(
     if groups:
         tasks = only_groups(tasks, groups)
     check_data(spec)
+    check_against_data(spec)
     claim(out, spec, force)
     ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)
     ex = create_executor(executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task)

@@ -319,6 +319,36 @@ def check_names(spec: BenchSpec, source: str = "spec") -> None:
         raise BanError(f"{source}: key '{where}': {exc}") from None
 
 
+def check_against_data(spec: BenchSpec) -> None:
+    """What only the dataset's class count can decide, checked before any model is trained: every attack's
+    target (and SSDT's victim) is a class of the dataset, and every detector gets at least the clean images it
+    needs (BAN: 10 a class). The class count is read off the test split. (A target of 12 on ten classes used
+    to fail when its model's turn came; too few clean images failed every detection after the whole zoo
+    had trained.)"""
+    from ban.attacks import create_attack
+    from ban.data.registry import load_dataset
+    from ban.detectors import create_detector
+
+    k = load_dataset(spec.data.dataset, "test", spec.data.data_dir).num_classes
+    for i, a in enumerate(spec.attacks):
+        for t in a.targets or [None]:
+            attack = create_attack(a.name, **{**a.params, **({"target": t} if t is not None else {})})
+            for role, c in (("target", attack.target), ("victim", attack.victim)):
+                if c is not None and not 0 <= c < k:
+                    raise BanError(
+                        f"key 'attacks.{i}': {role} class {c} is outside the class range 0..{k - 1} of "
+                        f"{spec.data.dataset}; fix the value"
+                    )
+    for i, d in enumerate(spec.detectors):
+        n = d.clean_samples or spec.clean_samples.detect
+        need = create_detector(d.name, seed=spec.seed, device="cpu", quiet=True, **d.kwargs()).min_clean_images(k)
+        if n < need:
+            raise BanError(
+                f"key 'detectors.{i}': {d.column} needs at least {need} clean images on {k} classes, and the spec "
+                f"gives it {n}; raise clean_samples.detect (or the detector's own clean_samples) to {need} or more"
+            )
+
+
 def check_data(spec: BenchSpec) -> None:
     """The dataset must be one `load_dataset` accepts, and its folder must exist (checked before any work starts)."""
     from ban.data.registry import dataset_info, unknown_dataset

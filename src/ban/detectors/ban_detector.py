@@ -219,9 +219,12 @@ class BAN(Detector):
         return self.config.batches_per_epoch if mb is None else int(mb)
 
     # ---- steps -------------------------------------------------------------------------------
+    def min_clean_images(self, num_classes: int) -> int:
+        return MIN_PER_CLASS * num_classes
+
     def _split_data(self, clean: CleanData, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         k = clean.num_classes
-        need = MIN_PER_CLASS * k
+        need = self.min_clean_images(k)
         if len(clean) < need:
             raise BanError(
                 f"BAN needs at least {need} clean images ({MIN_PER_CLASS} per class) to learn its mask and noise and "

@@ -226,6 +226,11 @@ class Detector:
             recorded["time_limit"] = self.config.time_limit
         return recorded
 
+    def min_clean_images(self, num_classes: int) -> int:
+        """The fewest clean images a detection of a `num_classes`-class model accepts (a bench checks its
+        spec's count against it before training any model)."""
+        return 1
+
     def prepare(self, model: nn.Module, clean: CleanData, frozen_copy: bool = True) -> tuple[nn.Module, torch.device]:
         """Check the inputs and that the model fits the data; return the model to work on and the device.
 
