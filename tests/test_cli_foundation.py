@@ -31,7 +31,11 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
             ["train", "--out", "{tmp}/m.safetensors", "--attack", "badnets", "--target", "12", "--subset", "200"],
             "outside the class range",
         ),
+        # NaN passes a `<= 0` check: it used to end in a traceback (width) or a diverged training (lr)
+        (["train", "--out", "{tmp}/m.safetensors", "--width", "nan"], "width multiplier must be a positive number"),
+        (["train", "--out", "{tmp}/m.safetensors", "--lr", "nan"], "lr a positive number, got lr nan"),
         # usage errors, found by the command-line parser before any ban code runs
+        (["train", "--out", "{tmp}/m.safetensors", "--subset", "-1"], "Invalid value for '--subset'"),
         (["detect", "{tmp}/m.safetensors", "--seed", "abc"], "Invalid value for '--seed'"),
         (["detect", "{tmp}/m.safetensors", "--bogus"], "No such option: --bogus"),
         (["detect"], "Missing argument 'model'; see `ban detect --help`"),

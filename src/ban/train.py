@@ -49,8 +49,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise BanError(f"unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise BanError("epochs and batch size must be at least 1 and lr positive")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not math.isfinite(self.lr):
+            raise BanError(f"epochs and batch size must be at least 1 and lr a positive number, got lr {self.lr}")
         self.milestones = tuple(int(m) for m in self.milestones)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -50,8 +51,8 @@ def create_model(
     """
     if num_classes < 2:
         raise BanError(f"num_classes must be at least 2, got {num_classes}")
-    if width <= 0:
-        raise BanError(f"width multiplier must be positive, got {width}")
+    if not width > 0 or not math.isfinite(width):  # NaN fails `width <= 0` too
+        raise BanError(f"width multiplier must be a positive number, got {width}")
     build = MODELS.entry(name)
     if seed is None:
         return build(num_classes=num_classes, in_channels=in_channels, width=width, mean=mean, std=std)
