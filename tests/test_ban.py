@@ -195,7 +195,7 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(combine="median")
     with pytest.raises(BanError, match="step_scale"):
         BAN(step_scale=0)
-    with pytest.raises(BanError, match="quantile must be a number"):
+    with pytest.raises(BanError, match="quantile must be a finite number"):
         BAN(quantile="x")  # as `--param quantile=x` gives it
     for bad in ("nan", float("inf")):  # NaN passes every `eps < 0` check; it used to fail later, as a model's NaN
         with pytest.raises(BanError, match="setting eps must be a finite number"):

@@ -118,6 +118,7 @@ class BANSettings(DetectorSettings):
     """
 
     budgeted: ClassVar[tuple[str, ...]] = ("steps", "mask_epochs")
+    may_be_zero: ClassVar[tuple[str, ...]] = ("mask_batches", "batches_per_epoch")  # 0: an epoch is one pass
 
     preset: str = "paper"
     statistic: str = "no-mask"

@@ -29,6 +29,7 @@ from ban.deadline import Deadline
 from ban.errors import BanError
 from ban.model_fit import check_model_fits
 from ban.registry import preset_values
+from ban.setting_values import convert_setting
 from ban.utils import atomic_write_text, resolve_device, versions
 
 
@@ -94,7 +95,7 @@ def check_inputs(model: object, clean: object, who: str) -> None:
         )
 
 
-KINDS = {bool: "true or false", int: "a whole number", float: "a number"}  # what a setting's error asks for
+KINDS = (bool, int, float)  # the setting types converted on the way in (`ban.setting_values`)
 OPTIONAL = {f"{t.__name__} | None": t for t in KINDS}  # a None-default setting's annotation -> its type
 
 
@@ -112,6 +113,9 @@ class DetectorSettings:
     budgeted: ClassVar[tuple[str, ...]] = ()
     #: other keywords for a setting: `clean_samples` (the mitigations' name) for `n_samples`
     aliases: ClassVar[dict[str, str]] = {"clean_samples": "n_samples"}
+    #: whole-number settings that may be 0; every other one is a count (epochs, steps, images, a batch size,
+    #: filters, a patience) and must be at least 1
+    may_be_zero: ClassVar[tuple[str, ...]] = ()
 
     budget: float = 1.0
     #: wall-clock seconds a detection may take (None: no limit); a run that reaches it stops its
@@ -122,21 +126,15 @@ class DetectorSettings:
         for f in dataclasses.fields(self):
             value, default = getattr(self, f.name), f.default
             kind = type(default) if default is not None else OPTIONAL.get(str(f.type))
-            if value is not None and kind in KINDS:
-                try:
-                    if kind is bool and value not in (True, False):  # bool("no") would be True
-                        raise ValueError(value)
-                    object.__setattr__(self, f.name, kind(value))
-                except (TypeError, ValueError):
-                    raise BanError(
-                        f"setting {f.name} must be {KINDS[kind]} "
-                        f"({'unset' if default is None else repr(default)} by default), got {value!r}"
-                    ) from None
-                if kind is float and not math.isfinite(getattr(self, f.name)):  # NaN passes every `<` check
-                    raise BanError(
-                        f"setting {f.name} must be a finite number "
-                        f"({'unset' if default is None else repr(default)} by default), got {value!r}"
-                    )
+            if value is None or kind not in KINDS:
+                continue
+            value = convert_setting(f.name, kind, value, default)
+            object.__setattr__(self, f.name, value)
+            least, shown = (0 if f.name in self.may_be_zero else 1), "unset" if default is None else repr(default)
+            if kind is int and value < least:
+                raise BanError(f"setting {f.name} must be at least {least} ({shown} by default), got {value}")
+            if kind is float and (f.name == "lr" or f.name.endswith("_lr")) and not value > 0:
+                raise BanError(f"setting {f.name} is a learning rate: > 0 ({shown} by default), got {value}")
         if not self.budget > 0 or not math.isfinite(self.budget):
             raise BanError(f"budget must be positive (1.0 = the method's defaults), got {self.budget}")
         if self.time_limit is not None:

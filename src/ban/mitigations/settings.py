@@ -10,10 +10,11 @@ applied where a count of the paper's epochs, rounds or iterations is used (`scal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 from ban.errors import BanError
+from ban.setting_values import convert_setting
 
 _CASTS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 _COMMON = ("seed", "device", "quiet", "budget", "clean_samples")
@@ -39,16 +40,13 @@ def scale_epochs(epochs: int, budget: float | None) -> int:
     return max(1, int(round(epochs * check_budget(budget))))
 
 
-def _converted(name: str, kind: str, value: Any) -> Any:
+def _converted(name: str, kind: str, value: Any, default: Any = None) -> Any:
     """`value` as the type `kind` names (`int`, `float | None`, ...); other kinds are kept as given."""
     optional = kind.endswith(" | None")
     cast = _CASTS.get(kind.removesuffix(" | None"))
     if cast is None or (value is None and optional):
         return value
-    try:
-        return cast(value)
-    except (TypeError, ValueError):
-        raise BanError(f"setting {name} must be {kind}, got {value!r}") from None
+    return convert_setting(name, cast, value, default)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +73,8 @@ class MitigationSettings:
     def __post_init__(self) -> None:
         for f in fields(self):
             if f.name != "budget":
-                object.__setattr__(self, f.name, _converted(f.name, str(f.type), getattr(self, f.name)))
+                default = None if f.default is MISSING else f.default
+                object.__setattr__(self, f.name, _converted(f.name, str(f.type), getattr(self, f.name), default))
         object.__setattr__(self, "budget", check_budget(self.budget))
         for name in self.positive:
             if not getattr(self, name) > 0:
