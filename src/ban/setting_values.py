@@ -12,8 +12,9 @@ from ban.errors import BanError
 KINDS: dict[type, str] = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
 
 
-def convert_setting(name: str, kind: type, value: Any, default: Any = None) -> Any:
-    """`value` as `kind` (bool, int, float or str); a one-line BanError naming the setting otherwise.
+def convert_setting(name: str, kind: type, value: Any, default: Any = None, what: str = "setting") -> Any:
+    """`value` as `kind` (bool, int, float or str); a one-line BanError naming the setting otherwise
+    (`what`: the word for it, "setting" for methods, "parameter" for attacks).
 
     Stricter than the type's own constructor, each for a reason: a bool takes only true or false
     (bool("no") is True), a whole number no fraction (int(1.5) is 1), a number must be finite (NaN
@@ -35,7 +36,5 @@ def convert_setting(name: str, kind: type, value: Any, default: Any = None) -> A
             return number
         return kind(value)
     except (TypeError, ValueError, OverflowError):
-        by_default = "unset" if default is None else repr(default)
-        raise BanError(
-            f"setting {name} must be {KINDS.get(kind, kind.__name__)} ({by_default} by default), got {value!r}"
-        ) from None
+        wanted, by_default = KINDS.get(kind, kind.__name__), "unset" if default is None else repr(default)
+        raise BanError(f"{what} {name} must be {wanted} ({by_default} by default), got {value!r}") from None

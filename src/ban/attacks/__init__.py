@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ban.attacks.adap_blend import AdapBlend
@@ -15,6 +16,7 @@ from ban.attacks.ssdt import SSDT
 from ban.attacks.wanet import WaNet
 from ban.errors import BanError
 from ban.registry import Registry, preset_values
+from ban.setting_values import convert_setting
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 ATTACKS.register_named(BadNets, Blend, WaNet, IAD, Bpp, AdapBlend, SSDT)
@@ -46,6 +48,26 @@ def resolve_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return {**values, **explicit}
 
 
+_KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool}
+
+
+def attack_parameters(cls: type[Attack]) -> dict[str, tuple[str, Any]]:
+    """Every keyword the attack's constructors take, with its annotation and default: the class's own
+    `__init__`, then its bases' as long as each passes `**kwargs` on (the most derived wins)."""
+    found: dict[str, tuple[str, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                found.setdefault(p.name, (str(p.annotation), None if p.default is p.empty else p.default))
+        if not any(p.kind is p.VAR_KEYWORD for p in params) or klass is Attack:
+            break
+    return found
+
+
 def version_fields(name: str | None) -> dict[str, int]:
     """What a model's cache key adds for its attack's training code: `attack_version` when it is not 1
     (keys of version-1 attacks and of clean models stay what they were before versions existed)."""
@@ -58,6 +80,14 @@ def create_attack(name: str, **params: Any) -> Attack:
     cls = attack_class(name)
     resolved = resolve_params(name, params)
     preset = resolved.pop("preset", None)
+    known = attack_parameters(cls)
+    for key, value in resolved.items():
+        if key not in known:
+            raise BanError(f"unknown parameter '{key}' for attack '{cls.name}'; choose from {', '.join(sorted(known))}")
+        annotation, default = known[key]
+        kind = _KINDS.get(annotation.removesuffix(" | None"))
+        if kind is not None and value is not None:
+            resolved[key] = convert_setting(key, kind, value, default, what="parameter")
     try:
         attack = cls(**resolved)
     except (TypeError, ValueError) as exc:
