@@ -313,6 +313,24 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
 
 
 @needs_ban
+def test_a_broken_result_file_is_one_line(
+    smoke_run: tuple[Path, float], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A result file edited by hand or cut short (a full disk) stops the report with its name and the fix, not
+    a JSONDecodeError or KeyError from inside the tables."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run[0], out)
+    victim = result_files(out, "detect")[0]
+    for text, problem in (('{"broken', "is not valid JSON"), ('{"method": "ban", "model": {}}', "has no 'verdict'")):
+        victim.write_text(text)
+        assert main(["bench", "report", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: bench result {victim} {problem}") and len(err.strip().splitlines()) == 1
+        assert f"delete it and run `ban bench run SPEC --out {out}` again" in err
+
+
 def test_smoke_report_matches_result_files(smoke_run: tuple[Path, float]) -> None:
     out, _ = smoke_run
     spec = load_spec(SMOKE)

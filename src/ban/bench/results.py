@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,9 @@ from typing import Any
 from ban.bench.plan import ModelJob, Task, plan_tasks
 from ban.bench.spec import BenchSpec
 from ban.checkpoint import read_metadata
+from ban.errors import BanError
+from ban.untrusted.files import read_bytes
+from ban.untrusted.json_io import parse_json_object
 
 
 @dataclass
@@ -57,7 +59,18 @@ def load_results(spec: BenchSpec, out: Path) -> BenchResults:
             assert isinstance(task.job, ModelJob)
             res.models.append(_model_row(task.job, read_metadata(path)))
         elif task.kind == "detect":
-            res.detections.append(json.loads(path.read_text()))
+            res.detections.append(read_result(path, "verdict", out))
         else:
-            res.mitigations.append(json.loads(path.read_text()))
+            res.mitigations.append(read_result(path, "report", out))
     return res
+
+
+def read_result(path: Path, body: str, out: Path) -> dict[str, Any]:
+    """One task's result file, checked for the parts a report reads (`method`, `model` and `body`); a file
+    that is not one (edited, truncated by a full disk) is one line naming it and how to redo its task."""
+    fix = f"delete it and run `ban bench run SPEC --out {out}` again: that task is redone"
+    row = parse_json_object(read_bytes(path, "bench result"), f"bench result {path}", fix)
+    for key, kind in (("method", str), ("model", dict), (body, dict)):
+        if not isinstance(row.get(key), kind):
+            raise BanError(f"bench result {path} has no '{key}' {kind.__name__}; {fix}")
+    return row
