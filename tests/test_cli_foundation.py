@@ -147,3 +147,18 @@ def test_an_output_where_no_file_can_be_created_is_one_line(tmp_path: Path, caps
     assert code == 2 and err.startswith("error: --out /proc/ban-preview.png: ") and len(err.strip().splitlines()) == 1
     with pytest.raises(BanError, match=r"^cannot write /proc/ban-test\.txt \(.+\); pass a path in a folder"):
         atomic_write_text("/proc/ban-test.txt", "x")
+
+
+def test_a_bad_file_in_a_folder_ends_the_scan_before_it_starts(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Every checkpoint of a folder is read before the first scan: a corrupt one sorted last used to end the
+    scan after all the others (hours on a large folder), with their verdicts printed but no --json written."""
+    from ban.checkpoint import save_model
+
+    good = zoo.get("clean")
+    save_model(tmp_path / "a-good.safetensors", good.model, good.meta, good.attack)
+    (tmp_path / "z-bad.safetensors").write_bytes((tmp_path / "a-good.safetensors").read_bytes()[:1000])
+    code = main(["detect", str(tmp_path), "--budget", "0.01", "--json", str(tmp_path / "v.json"), "-q"])
+    captured = capsys.readouterr()
+    assert code == 2 and "a-good.safetensors" not in captured.out  # nothing was scanned
+    assert captured.err.startswith(f"error: {tmp_path / 'z-bad.safetensors'}: ")
+    assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "v.json").exists()

@@ -153,12 +153,20 @@ def detect(
     given = {"preset": preset} if preset is not None else {}
     settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **given, **parse_params(param)}
     verdicts: list[tuple[str, Verdict]] = []
-    loaded: list[tuple[Checkpoint, CleanData]] = []
-    for path in paths:
+    loaded: list[tuple[Checkpoint, CleanData]] = []  # the two models of a t-SNE figure
+
+    def checked(path: Path) -> tuple[Checkpoint, str]:
         ckpt = load_model(path, arch=arch, input_size=input_size)
         name = data or ckpt.meta.get("dataset")
         if not name:
             raise BanError(f"{path.name} does not name its dataset; pass --data")
+        return ckpt, name
+
+    if len(paths) > 1:  # a bad file in a folder ends the scan before the first model, not after hours of them
+        for path in paths:
+            checked(path)
+    for path in paths:
+        ckpt, name = checked(path)
         clean = defender_pool(ckpt, name, data_dir, clean_samples, seed)
         det = create_detector(detector, **settings)
         if snapshots is not None:
@@ -167,7 +175,8 @@ def detect(
         if refs is not None:
             verdict = with_calibration(verdict, refs, ckpt, clean, str(reference))
         verdicts.append((path.name, verdict))
-        loaded.append((ckpt, clean))
+        if figures is not None and len(paths) == 2:
+            loaded.append((ckpt, clean))
         print_verdict(path.name, verdict)
         if figures is not None:
             from ban.figures.detection import detection_figures
