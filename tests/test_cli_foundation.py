@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ban.checkpoint import save_model
 from ban.cli import main
 
 
@@ -152,8 +153,6 @@ def test_an_output_where_no_file_can_be_created_is_one_line(tmp_path: Path, caps
 def test_a_bad_file_in_a_folder_ends_the_scan_before_it_starts(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     """Every checkpoint of a folder is read before the first scan: a corrupt one sorted last used to end the
     scan after all the others (hours on a large folder), with their verdicts printed but no --json written."""
-    from ban.checkpoint import save_model
-
     good = zoo.get("clean")
     save_model(tmp_path / "a-good.safetensors", good.model, good.meta, good.attack)
     (tmp_path / "z-bad.safetensors").write_bytes((tmp_path / "a-good.safetensors").read_bytes()[:1000])
@@ -162,3 +161,12 @@ def test_a_bad_file_in_a_folder_ends_the_scan_before_it_starts(zoo, tmp_path: Pa
     assert code == 2 and "a-good.safetensors" not in captured.out  # nothing was scanned
     assert captured.err.startswith(f"error: {tmp_path / 'z-bad.safetensors'}: ")
     assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "v.json").exists()
+
+
+def test_more_clean_images_than_the_pool_holds_is_a_warning(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    good = zoo.get("clean")
+    path = save_model(tmp_path / "m.safetensors", good.model, good.meta, good.attack)
+    cheap = ["--budget", "0.01", "--param", "eval_samples=200", "--param", "opt_samples=100", "-q"]
+    code = main(["detect", str(path), "--clean-samples", "99999", *cheap])
+    warned = capsys.readouterr().err
+    assert code == 0 and warned.startswith("warning: --clean-samples 99999 asks for more than the 6000 held-out")

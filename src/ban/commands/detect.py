@@ -20,6 +20,7 @@ from ban.commands.common import (
     check_output_dir,
     check_output_file,
     console,
+    err_console,
     parse_params,
 )
 from ban.data import ImageData, balanced_sample
@@ -46,6 +47,13 @@ def checkpoints_in(path: Path) -> list[Path]:
 def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | None, seed: int) -> CleanData:
     """The defender's held-out 10% of the training set (the checkpoint's split_seed), class-balanced sample of `n`."""
     _, pool = attacker_and_defender(data, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
+    if n is not None and n > len(pool):
+        err_console.print(
+            f"warning: --clean-samples {n} asks for more than the {len(pool)} held-out clean images; using them all",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     sample: ImageData = pool if n is None or n >= len(pool) else balanced_sample(pool, n, seed)
     clean = CleanData.from_images(sample)
     ckpt.adopt_input_size(clean.image_shape)  # a plain state dict scans at its data's size
