@@ -120,7 +120,8 @@ def test_detect_reports_the_rank_among_the_reference(tmp_path: Path, zoo, capsys
     from ban.checkpoint import save_model
 
     save_model(path, ckpt.model, ckpt.meta)
-    scan = ["detect", str(path), "--budget", "0.25", "--clean-samples", "1200", "-q"]
+    # the scan's verdict is not what is tested, only its rank: the cheapest scan will do (2026-12-05: 16.8 s -> 2 s)
+    scan = ["detect", str(path), "--budget", "0.05", "--clean-samples", "1200", "--param", "eval_samples=300", "-q"]
     first = tmp_path / "v.json"
     assert main([*scan, "--json", str(first)]) == 0
     verdict = json.loads(first.read_text())
