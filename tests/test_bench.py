@@ -264,6 +264,10 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
         )
     )
 
+    for threads in ("0", "-1"):  # 0 ran as the default, -1 failed in every worker
+        assert main(["bench", "run", str(SMOKE), "--out", str(tmp_path / "o"), "--threads", threads]) == 2
+        assert capsys.readouterr().err.startswith("error: Invalid value for '--threads'")
+
     raw = plain_raw()  # a class the dataset lacks: refused before the first model trains, not at its turn
     raw["attacks"] = [{"name": "ssdt", "params": {"victim": 10}, "targets": [1]}]
     assert main(["bench", "run", str(write_spec(raw, tmp_path / "c.yaml")), "--out", str(tmp_path / "o")]) == 2

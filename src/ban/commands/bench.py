@@ -30,7 +30,7 @@ def run(
     force: bool = typer.Option(False, "--force", help="Use DIR even if it holds another spec's results."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Override the spec's data.data_dir."),
     device: str = typer.Option(None, "--device", help="Override the spec's device (auto, cpu, cuda[:N])."),
-    threads: int = typer.Option(None, "--threads", help="Torch threads per task (default: cores / jobs)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Torch threads per task (default: cores / jobs)."),
     methods: str = typer.Option(
         None, "--methods", help="Run only these methods (labels, comma-separated) and the models they need."
     ),
