@@ -301,6 +301,8 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(BanError, match="holds no ban benchmark"):
         claim(tmp_path / "stranger", load_spec_unchecked(SMOKE))
     assert main(["bench", "report", str(tmp_path / "nothing-here")]) == 2
+    assert main(["bench", "report", str(tmp_path / "o"), "--bootstrap", "-5"]) == 2  # it ran as 0, "-5 resamples"
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: Invalid value for '--bootstrap'")
 
 
 # ---------------------------------------------------------------------------- smoke, end to end

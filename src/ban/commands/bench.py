@@ -72,7 +72,9 @@ def _names(option: str | None) -> list[str] | None:
 @app.command("report")
 def report_cmd(
     out: Path = typer.Argument(..., help="A folder written by `ban bench run`."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", min=0, help="Bootstrap resamples for the confidence intervals (0: none)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only list the files written."),
 ) -> None:
     """Tables (Markdown, CSV, LaTeX), AUROC / TPR@5%FPR with bootstrap CIs, times, BA/ASR, plots."""
