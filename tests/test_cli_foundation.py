@@ -37,6 +37,8 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
         (["train", "--out", "{tmp}/m.safetensors", "--lr", "nan"], "lr a positive number, got lr nan"),
         # usage errors, found by the command-line parser before any ban code runs
         (["train", "--out", "{tmp}/m.safetensors", "--subset", "-1"], "Invalid value for '--subset'"),
+        (["eval", "{tmp}/m.safetensors", "--test-subset", "0"], "Invalid value for '--test-subset'"),
+        (["mitigate", "{tmp}/x.safetensors", "--out", "{tmp}/m.safetensors", "--test-subset", "0"], "--test-subset"),
         (["detect", "{tmp}/m.safetensors", "--seed", "abc"], "Invalid value for '--seed'"),
         (["detect", "{tmp}/m.safetensors", "--bogus"], "No such option: --bogus"),
         (["detect"], "Missing argument 'model'; see `ban detect --help`"),

@@ -28,7 +28,10 @@ def preview(
     n: int = typer.Option(6, "--n", help="Images per row (cycling through the classes)."),
     param: list[str] = typer.Option(None, "--param", "-p", help="Attack parameter key=value (one attack only)."),
     mask_epochs: int = typer.Option(
-        10, "--mask-epochs", help="IAD/SSDT without --model: pre-train the mask network this many epochs on 512 images."
+        10,
+        "--mask-epochs",
+        min=0,
+        help="IAD/SSDT without --model: pre-train the mask network this many epochs on 512 images.",
     ),
     residual: bool = typer.Option(True, "--residual/--no-residual", help="Add a row of amplified |x' − x| per attack."),
     seed: int = SeedOpt,

@@ -59,7 +59,7 @@ def eval_cmd(
     model: Path = typer.Argument(..., help="A checkpoint."),
     data: str = typer.Option(None, "--data", help="Dataset (default: the one the checkpoint was trained on)."),
     data_dir: Path = DataDirOpt,
-    test_subset: int = typer.Option(None, "--test-subset", help="Evaluate on N test images."),
+    test_subset: int = typer.Option(None, "--test-subset", min=1, help="Evaluate on N test images."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
     input_size: int = InputSizeOpt,
     seed: int = SeedOpt,

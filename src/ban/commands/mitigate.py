@@ -51,7 +51,7 @@ def mitigate(
         None, "--budget", help="Fraction of the paper's epochs (default 1.0, or the preset's; CPU runs: 0.25)."
     ),
     param: list[str] = typer.Option(None, "--param", help="Extra method setting key=value (repeatable)."),
-    test_subset: int = typer.Option(None, "--test-subset", help="Measure BA/ASR on N test images."),
+    test_subset: int = typer.Option(None, "--test-subset", min=1, help="Measure BA/ASR on N test images."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a plain state dict."),
     input_size: int = InputSizeOpt,
     seed: int = SeedOpt,
