@@ -189,6 +189,8 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
         BAN(**FAST).detect(model, CleanData.from_images(five))
     with pytest.raises(BanError, match="Checkpoint"):
         BAN(**FAST).detect(zoo.get("clean"), clean)  # type: ignore[arg-type]
+    with pytest.raises(BanError, match=r"got str; load the file first with ban.load_model\(path\)$"):
+        ban.detect("model.safetensors", clean)  # type: ignore[arg-type]
     with pytest.raises(BanError, match="preset"):
         BAN(preset="fast")
     with pytest.raises(BanError, match="restarts"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
@@ -19,7 +20,8 @@ def _model(model: Checkpoint | nn.Module) -> nn.Module:
         return model.model
     if isinstance(model, nn.Module):
         return model
-    raise BanError(f"expected a ban Checkpoint or a torch nn.Module, got {type(model).__name__}")
+    hint = "; load the file first with ban.load_model(path)" if isinstance(model, str | os.PathLike) else ""
+    raise BanError(f"expected a ban Checkpoint or a torch nn.Module, got {type(model).__name__}{hint}")
 
 
 def _clean(data: CleanData | ImageData) -> CleanData:
