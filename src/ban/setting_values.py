@@ -12,6 +12,15 @@ from ban.errors import BanError
 KINDS: dict[type, str] = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
 
 
+def kind_of(annotation: str) -> type | None:
+    """The type a setting's annotation names (`int`, `float | None`, ...; the dataclasses' and constructors'
+    annotations are strings), or None for any other annotation."""
+    return _NAMED.get(annotation.removesuffix(" | None"))
+
+
+_NAMED: dict[str, type] = {t.__name__: t for t in KINDS}
+
+
 def convert_setting(name: str, kind: type, value: Any, default: Any = None, what: str = "setting") -> Any:
     """`value` as `kind` (bool, int, float or str); a one-line BanError naming the setting otherwise
     (`what`: the word for it, "setting" for methods, "parameter" for attacks).

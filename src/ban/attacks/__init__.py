@@ -16,7 +16,7 @@ from ban.attacks.ssdt import SSDT
 from ban.attacks.wanet import WaNet
 from ban.errors import BanError
 from ban.registry import Registry, preset_values
-from ban.setting_values import convert_setting
+from ban.setting_values import convert_setting, kind_of
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 ATTACKS.register_named(BadNets, Blend, WaNet, IAD, Bpp, AdapBlend, SSDT)
@@ -46,9 +46,6 @@ def resolve_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     values = preset_values(f"attack '{cls.name}'", cls.PRESETS, preset)
     explicit = {k: v for k, v in params.items() if v is not None or k not in values}
     return {**values, **explicit}
-
-
-_KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
 def attack_parameters(cls: type[Attack]) -> dict[str, tuple[str, Any]]:
@@ -85,8 +82,8 @@ def create_attack(name: str, **params: Any) -> Attack:
         if key not in known:
             raise BanError(f"unknown parameter '{key}' for attack '{cls.name}'; choose from {', '.join(sorted(known))}")
         annotation, default = known[key]
-        kind = _KINDS.get(annotation.removesuffix(" | None"))
-        if kind is not None and value is not None:
+        kind = kind_of(annotation)
+        if kind in (bool, int, float) and value is not None:
             resolved[key] = convert_setting(key, kind, value, default, what="parameter")
     try:
         attack = cls(**resolved)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -287,8 +289,8 @@ def load_spec(path: str | Path) -> BenchSpec:
 
 def check_names(spec: BenchSpec, source: str = "spec") -> None:
     """Every attack, detector, mitigation and architecture must be registered and accept its settings."""
-    from ban.attacks import ATTACKS, create_attack
-    from ban.detectors import DETECTORS, create_detector
+    from ban.attacks import ATTACKS
+    from ban.detectors import DETECTORS
     from ban.mitigations import MITIGATIONS, create_mitigation
     from ban.models.registry import MODELS
 
@@ -305,18 +307,45 @@ def check_names(spec: BenchSpec, source: str = "spec") -> None:
                 raise BanError(f"{source}: key '{where}.{i}.name': {registry.unknown(item.name)}")
     # build each method once (constructors only store settings), so a bad setting fails now, not hours in
     try:
-        for i, a in enumerate(spec.attacks):
-            where = f"attacks.{i}"
-            for t in a.targets or [None]:
-                create_attack(a.name, **{**a.params, **({"target": t} if t is not None else {})})
-        for i, d in enumerate(spec.detectors):
-            where = f"detectors.{i}"
-            create_detector(d.name, seed=spec.seed, device="cpu", quiet=True, **d.kwargs())
+        for _ in built_attacks(spec):
+            pass
+        for _ in built_detectors(spec):
+            pass
         for i, m in enumerate(spec.mitigations):
-            where = f"mitigations.{i}"
-            create_mitigation(m.name, seed=spec.seed, device="cpu", quiet=True, **m.kwargs())
+            with _key(f"mitigations.{i}"):
+                create_mitigation(m.name, seed=spec.seed, device="cpu", quiet=True, **m.kwargs())
     except BanError as exc:
-        raise BanError(f"{source}: key '{where}': {exc}") from None
+        raise BanError(f"{source}: {exc}") from None
+
+
+def built_attacks(spec: BenchSpec) -> Iterator[tuple[int, Any]]:
+    """(row, attack) for every target of every attack row; a bad parameter is a BanError naming its key."""
+    from ban.attacks import create_attack
+
+    for i, a in enumerate(spec.attacks):
+        for t in a.targets or [None]:
+            with _key(f"attacks.{i}"):
+                attack = create_attack(a.name, **{**a.params, **({"target": t} if t is not None else {})})
+            yield i, attack
+
+
+def built_detectors(spec: BenchSpec) -> Iterator[tuple[int, MethodSpec, Any]]:
+    """(row, its spec, detector) for every detector row; a bad setting is a BanError naming its key."""
+    from ban.detectors import create_detector
+
+    for i, d in enumerate(spec.detectors):
+        with _key(f"detectors.{i}"):
+            detector = create_detector(d.name, seed=spec.seed, device="cpu", quiet=True, **d.kwargs())
+        yield i, d, detector
+
+
+@contextmanager
+def _key(where: str) -> Iterator[None]:
+    """A BanError raised in the block names the spec key it came from."""
+    try:
+        yield
+    except BanError as exc:
+        raise BanError(f"key '{where}': {exc}") from None
 
 
 def check_against_data(spec: BenchSpec) -> None:
@@ -325,23 +354,18 @@ def check_against_data(spec: BenchSpec) -> None:
     needs (BAN: 10 a class). The class count is read off the test split. (A target of 12 on ten classes used
     to fail when its model's turn came; too few clean images failed every detection after the whole zoo
     had trained.)"""
-    from ban.attacks import create_attack
     from ban.data.registry import load_dataset
-    from ban.detectors import create_detector
 
     k = load_dataset(spec.data.dataset, "test", spec.data.data_dir).num_classes
-    for i, a in enumerate(spec.attacks):
-        for t in a.targets or [None]:
-            attack = create_attack(a.name, **{**a.params, **({"target": t} if t is not None else {})})
-            for role, c in (("target", attack.target), ("victim", attack.victim)):
-                if c is not None and not 0 <= c < k:
-                    raise BanError(
-                        f"key 'attacks.{i}': {role} class {c} is outside the class range 0..{k - 1} of "
-                        f"{spec.data.dataset}; fix the value"
-                    )
-    for i, d in enumerate(spec.detectors):
-        n = d.clean_samples or spec.clean_samples.detect
-        need = create_detector(d.name, seed=spec.seed, device="cpu", quiet=True, **d.kwargs()).min_clean_images(k)
+    for i, attack in built_attacks(spec):
+        for role, c in (("target", attack.target), ("victim", attack.victim)):
+            if c is not None and not 0 <= c < k:
+                raise BanError(
+                    f"key 'attacks.{i}': {role} class {c} is outside the class range 0..{k - 1} of "
+                    f"{spec.data.dataset}; fix the value"
+                )
+    for i, d, detector in built_detectors(spec):
+        n, need = d.clean_samples or spec.clean_samples.detect, detector.min_clean_images(k)
         if n < need:
             raise BanError(
                 f"key 'detectors.{i}': {d.column} needs at least {need} clean images on {k} classes, and the spec "

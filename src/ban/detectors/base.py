@@ -29,7 +29,7 @@ from ban.deadline import Deadline
 from ban.errors import BanError
 from ban.model_fit import check_model_fits
 from ban.registry import preset_values
-from ban.setting_values import convert_setting
+from ban.setting_values import convert_setting, kind_of
 from ban.utils import atomic_write_text, resolve_device, versions
 
 
@@ -96,7 +96,6 @@ def check_inputs(model: object, clean: object, who: str) -> None:
 
 
 KINDS = (bool, int, float)  # the setting types converted on the way in (`ban.setting_values`)
-OPTIONAL = {f"{t.__name__} | None": t for t in KINDS}  # a None-default setting's annotation -> its type
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class DetectorSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value, default = getattr(self, f.name), f.default
-            kind = type(default) if default is not None else OPTIONAL.get(str(f.type))
+            kind = kind_of(str(f.type))
             if value is None or kind not in KINDS:
                 continue
             value = convert_setting(f.name, kind, value, default)

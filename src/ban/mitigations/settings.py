@@ -14,9 +14,8 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 from ban.errors import BanError
-from ban.setting_values import convert_setting
+from ban.setting_values import convert_setting, kind_of
 
-_CASTS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 _COMMON = ("seed", "device", "quiet", "budget", "clean_samples")
 
 
@@ -43,7 +42,7 @@ def scale_epochs(epochs: int, budget: float | None) -> int:
 def _converted(name: str, kind: str, value: Any, default: Any = None) -> Any:
     """`value` as the type `kind` names (`int`, `float | None`, ...); other kinds are kept as given."""
     optional = kind.endswith(" | None")
-    cast = _CASTS.get(kind.removesuffix(" | None"))
+    cast = kind_of(kind)
     if cast is None or (value is None and optional):
         return value
     return convert_setting(name, cast, value, default)
