@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
@@ -44,15 +45,26 @@ def checkpoints_in(path: Path) -> list[Path]:
     return found
 
 
+@functools.lru_cache(maxsize=2)
+def held_out(data: str, data_dir: Path | None, split_seed: int) -> ImageData:
+    """The defender's held-out pool, read once for all the models of a folder that share it (the whole
+    training set was read again for every model)."""
+    return attacker_and_defender(data, data_dir, split_seed)[1]
+
+
+@functools.cache
+def warn_once(message: str) -> None:
+    """Print a warning on stderr once however many models of a folder it applies to (`detect` forgets what it
+    printed when it starts)."""
+    err_console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
 def defender_pool(ckpt: Checkpoint, data: str, data_dir: Path | None, n: int | None, seed: int) -> CleanData:
     """The defender's held-out 10% of the training set (the checkpoint's split_seed), class-balanced sample of `n`."""
-    _, pool = attacker_and_defender(data, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
+    pool = held_out(data, data_dir, int(ckpt.meta.get("split_seed", 0) or 0))
     if n is not None and n > len(pool):
-        err_console.print(
-            f"warning: --clean-samples {n} asks for more than the {len(pool)} held-out clean images; using them all",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+        warn_once(
+            f"warning: --clean-samples {n} asks for more than the {len(pool)} held-out clean images; using them all"
         )
     sample: ImageData = pool if n is None or n >= len(pool) else balanced_sample(pool, n, seed)
     clean = CleanData.from_images(sample)
@@ -162,6 +174,7 @@ def detect(
     settings = {"seed": seed, "device": device, "quiet": quiet, "budget": budget, **given, **parse_params(param)}
     verdicts: list[tuple[str, Verdict]] = []
     loaded: list[tuple[Checkpoint, CleanData]] = []  # the two models of a t-SNE figure
+    warn_once.cache_clear()
 
     def checked(path: Path) -> tuple[Checkpoint, str]:
         ckpt = load_model(path, arch=arch, input_size=input_size)
