@@ -435,6 +435,28 @@ def test_a_saved_picture_trigger_loads_without_the_picture(zoo: Zoo, tmp_path: P
     assert torch.equal(loaded.attack.apply_trigger(zoo.test.x[:4]), attack.apply_trigger(zoo.test.x[:4]))
 
 
+def test_a_loaded_checkpoint_keeps_its_preset_and_the_warning_its_gate(zoo: Zoo, tmp_path: Path) -> None:
+    """The warning after training reads the saved checkpoint: it must not suggest the preset the model was
+    trained with, and the bench's warning follows the spec's `min_asr`, not the default 0.8."""
+    from ban.trainer import asr_warning
+
+    clean = zoo.get("clean")
+    attack = create_attack("wanet", preset="cpu", target=2)
+    attack.setup(zoo.test.image_shape, 10)
+    path = save_model(tmp_path / "m.safetensors", clean.model, {**clean.meta, "asr": 0.7}, attack)
+    loaded = load_model(path)
+    assert loaded.attack is not None and loaded.attack.preset == "cpu"
+    line = asr_warning(loaded, "bench")
+    assert line is not None and "preset" not in line and "more train.epochs" in line
+    assert asr_warning(loaded, "bench", min_asr=0.6) is None
+    assert "below 0.9" in (asr_warning(loaded, "bench", min_asr=0.9) or "")
+    plain = create_attack("wanet", target=2)  # trained without the preset: the preset is what to try
+    plain.setup(zoo.test.image_shape, 10)
+    again = load_model(save_model(tmp_path / "p.safetensors", clean.model, {**clean.meta, "asr": 0.7}, plain))
+    assert again.attack is not None and again.attack.preset is None
+    assert "params: {preset: cpu}" in (asr_warning(again, "bench") or "")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["badnets", "wanet"])
 def test_real_backdoors_reach_high_asr_and_keep_ba(name: str, zoo: Zoo, tmp_path: Path) -> None:

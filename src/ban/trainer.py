@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from ban.attacks import create_attack, implant_warning
+from ban.attacks import IMPLANT_ASR, create_attack, implant_warning
 from ban.checkpoint import Checkpoint, load_model, model_metadata, save_model
 from ban.data import ImageData, normalization_for
 from ban.errors import BanError
@@ -87,8 +87,10 @@ def train_checkpoint(
     return load_model(path)
 
 
-def asr_warning(ckpt: Checkpoint, where: Literal["train", "bench"] = "train") -> str | None:
-    """The warning for a backdoored checkpoint whose ASR ended below what counts as implanted (else None)."""
+def asr_warning(
+    ckpt: Checkpoint, where: Literal["train", "bench"] = "train", min_asr: float = IMPLANT_ASR
+) -> str | None:
+    """The warning for a backdoored checkpoint whose ASR ended below `min_asr`, what counts as implanted (else None)."""
     if ckpt.attack is None:
         return None
-    return implant_warning(ckpt.attack, ckpt.meta.get("asr"), where)
+    return implant_warning(ckpt.attack, ckpt.meta.get("asr"), where, min_asr)

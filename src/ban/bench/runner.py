@@ -129,7 +129,7 @@ def run_bench(
     check_data(spec)
     check_against_data(spec)
     claim(out, spec, force)
-    ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads)
+    ctx = Context(str(out.resolve()), spec.data.data_dir, spec.device, threads, spec.min_asr)
     ex = create_executor(executor, ctx, jobs, ray_address, spec.resources.cpus_per_task, spec.resources.gpus_per_task)
     done = {t.id for t in tasks if t.path(out).exists()}
     display = RunDisplay(tasks, done, quiet)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ban.attacks.implant import IMPLANT_ASR
 from ban.bench.plan import MethodJob, ModelJob, Task
 from ban.clean_data import CleanData
 from ban.data import ImageData, balanced_sample, defender_split, load_dataset
@@ -32,6 +33,7 @@ class Context:
     data_dir: str | None = None
     device: str = "auto"
     threads: int | None = None
+    min_asr: float = IMPLANT_ASR  # the spec's gate: a trained backdoor below it is warned of
 
 
 @dataclass
@@ -149,7 +151,7 @@ def train(job: ModelJob, ctx: Context) -> tuple[str, str]:
     data = (attacker_part(job, ctx), test_set(job, ctx))
     ckpt = train_checkpoint(recipe, path, data=data, device=ctx.device, meta={"bench": bench})
     asr = f" ASR {ckpt.meta['asr']:.3f}" if ckpt.meta.get("asr") is not None else ""
-    warning = asr_warning(ckpt, "bench")
+    warning = asr_warning(ckpt, "bench", ctx.min_asr)
     return f"BA {ckpt.meta['ba']:.3f}{asr}", f"{job.id}: {warning}" if warning else ""
 
 
