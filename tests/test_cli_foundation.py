@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +152,24 @@ def test_an_output_where_no_file_can_be_created_is_one_line(tmp_path: Path, caps
     assert code == 2 and err.startswith("error: --out /proc/ban-preview.png: ") and len(err.strip().splitlines()) == 1
     with pytest.raises(BanError, match=r"^cannot write /proc/ban-test\.txt \(.+\); pass a path in a folder"):
         atomic_write_text("/proc/ban-test.txt", "x")
+
+
+def test_written_files_get_an_ordinary_mode(tmp_path: Path) -> None:
+    """Every output is written to a private temporary file and renamed: a new file gets 0666 under the umask
+    (a report others on a shared cluster folder can read), a rewritten one keeps its mode."""
+    from ban.utils import atomic_write_text
+
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "report.md", "x")
+        assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o640
+        kept = tmp_path / "kept.json"
+        kept.write_text("{}")
+        kept.chmod(0o600)
+        atomic_write_text(kept, "{}\n")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "{}\n"
+    finally:
+        os.umask(old)
 
 
 def test_a_bad_file_in_a_folder_ends_the_scan_before_it_starts(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

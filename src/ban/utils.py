@@ -7,6 +7,7 @@ import errno
 import os
 import platform
 import random
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp's file is private (0600); the result gets an ordinary file's mode
+            os.chmod(tmp_path, _mode_for(target))
         os.replace(tmp_path, target)
     except OSError as exc:
         if exc.errno in _WRITE_ERRORS:
@@ -93,6 +96,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _mode_for(target: Path) -> int:
+    """The mode a rewritten file keeps (the existing file's), or a new file's under the umask (0666 & ~umask)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EXDEV}
