@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import stat
 import subprocess
@@ -192,3 +193,45 @@ def test_more_clean_images_than_the_pool_holds_is_a_warning(zoo, tmp_path: Path,
     code = main(["detect", str(path), "--clean-samples", "99999", *cheap])
     warned = capsys.readouterr().err
     assert code == 0 and warned.startswith("warning: --clean-samples 99999 asks for more than the 6000 held-out")
+
+
+def test_a_model_that_does_not_classify_the_clean_data_is_warned_of(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An untrained model (as one read with the wrong normalisation) collapses under any noise and was flagged
+    without a word; its verdict now records its clean accuracy and the command says the verdict means little."""
+    import json
+
+    good = zoo.get("clean")
+    untrained = copy.deepcopy(good.model)
+    torch.manual_seed(0)
+    for layer in untrained.modules():  # the same architecture and normalisation, weights as initialised
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    path = save_model(tmp_path / "untrained.safetensors", untrained, good.meta)
+    cheap = ["--budget", "0.01", "--param", "eval_samples=200", "--param", "opt_samples=100", "-q"]
+    code = main(["detect", str(path), *cheap, "--json", str(tmp_path / "v.json")])
+    err = capsys.readouterr().err
+    accuracy = json.loads((tmp_path / "v.json").read_text())["details"]["clean_accuracy"]
+    assert code == 0 and accuracy <= 0.2
+    assert err.startswith(f"warning: untrained.safetensors: the model labels only {accuracy:.0%} of the clean images")
+    main(["detect", str(save_model(tmp_path / "good.safetensors", good.model, good.meta)), *cheap])
+    assert "labels only" not in capsys.readouterr().err
+
+
+def test_the_api_checks_a_checkpoints_data_and_a_mitigations_test_data(zoo) -> None:  # type: ignore[no-untyped-def]
+    """small_cnn pools adaptively, so it reads 16x16 images: the API compares the data with the checkpoint's
+    recorded input shape; a mitigation's test set with the wrong channels was a RuntimeError from inside torch."""
+    import ban
+    from ban.clean_data import CleanData
+    from ban.data.dataset import ImageData
+    from ban.errors import BanError
+
+    ckpt, test = zoo.get("clean"), zoo.test.subset(torch.arange(200))
+    clean = CleanData.from_images(zoo.defender.subset(torch.arange(300)))
+    small = ImageData(torch.nn.functional.interpolate(test.x, size=16), test.y.clone(), 10)
+    with pytest.raises(BanError, match=r"^clean data has images of shape \(1, 16, 16\) but the model takes \(1, 28, "):
+        ban.detect(ckpt, small, budget=0.01)
+    rgb = ImageData(test.x.repeat(1, 3, 1, 1), test.y.clone(), 10)
+    with pytest.raises(BanError, match=r"^test data has images of shape \(3, 28, 28\)"):
+        ban.mitigate(ckpt, clean, "ft", test=rgb, budget=0.01)
+    with pytest.raises(BanError, match=r"^the model cannot read the test data's images of shape \(3, 28, 28\)"):
+        ban.mitigate(ckpt.model, clean, "ft", test=rgb, budget=0.01)

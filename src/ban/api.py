@@ -13,6 +13,7 @@ from ban.data.dataset import ImageData
 from ban.detectors import Verdict, create_detector
 from ban.errors import BanError
 from ban.mitigations import MitigationReport, create_mitigation
+from ban.model_fit import check_fits
 
 
 def _model(model: Checkpoint | nn.Module) -> nn.Module:
@@ -32,6 +33,16 @@ def _clean(data: CleanData | ImageData) -> CleanData:
     raise BanError(f"expected clean data as ban CleanData or ImageData, got {type(data).__name__}")
 
 
+def _fitting(model: Checkpoint | nn.Module, data: CleanData | ImageData, what: str) -> CleanData | ImageData:
+    """`data`, checked against a Checkpoint's recorded input shape and classes: a model with adaptive pooling
+    reads images of any size, and would be scanned on the wrong ones without complaint."""
+    if isinstance(model, Checkpoint) and isinstance(data, CleanData | ImageData):
+        shape = model.meta.get("input_shape")
+        if shape and None not in shape and model.meta.get("num_classes"):
+            check_fits(data, int(model.meta["num_classes"]), tuple(shape), what)
+    return data
+
+
 def detect(
     model: Checkpoint | nn.Module, clean_data: CleanData | ImageData, detector: str = "ban", **settings: Any
 ) -> Verdict:
@@ -39,7 +50,8 @@ def detect(
 
     A Checkpoint's attack is never shown to the detector: only its model is passed on.
     """
-    return create_detector(detector, **settings).detect(_model(model), _clean(clean_data))
+    clean = _clean(_fitting(model, clean_data, "clean data"))
+    return create_detector(detector, **settings).detect(_model(model), clean)
 
 
 def mitigate(
@@ -51,4 +63,7 @@ def mitigate(
 ) -> tuple[nn.Module, MitigationReport]:
     """Repair a copy of `model` with `method`; BA on `test` (and ASR when `model` is a Checkpoint with its attack)."""
     attack = model.attack if isinstance(model, Checkpoint) else None
-    return create_mitigation(method, **settings).run(_model(model), _clean(clean_data), test, attack)
+    if test is not None:
+        _fitting(model, test, "test data")
+    clean = _clean(_fitting(model, clean_data, "clean data"))
+    return create_mitigation(method, **settings).run(_model(model), clean, test, attack)

@@ -28,7 +28,7 @@ from ban.data import ImageData, balanced_sample
 from ban.detectors import Verdict, create_detector
 from ban.detectors.ban_detector import averaged_scores
 from ban.errors import BanError
-from ban.model_fit import check_fits
+from ban.model_fit import accuracy_warning, check_fits
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -199,6 +199,8 @@ def detect(
         if figures is not None and len(paths) == 2:
             loaded.append((ckpt, clean))
         print_verdict(path.name, verdict)
+        if warning := accuracy_warning(verdict.details.get("clean_accuracy"), clean.num_classes):
+            err_console.print(f"warning: {path.name}: {warning}", soft_wrap=True, markup=False, highlight=False)
         if figures is not None:
             from ban.figures.detection import detection_figures
 

@@ -27,7 +27,7 @@ from torch import nn
 from ban.clean_data import CleanData
 from ban.deadline import Deadline
 from ban.errors import BanError
-from ban.model_fit import check_model_fits
+from ban.model_fit import check_model_fits, clean_accuracy
 from ban.registry import preset_values
 from ban.setting_values import convert_setting, kind_of
 from ban.utils import atomic_write_text, resolve_device, versions
@@ -194,6 +194,7 @@ class Detector:
             settings = {k: v for k, v in settings.items() if k != "preset"}
         self.config = self.Settings.build(f"detector '{self.name}'", {**values, **settings})
         self.deadline = Deadline(None)
+        self.clean_accuracy: float | None = None  # set by prepare()
         #: a folder where a long search keeps its state between sittings, so that a run stopped part-way
         #: continues (set by the caller, e.g. the benchmark; not a setting: it does not change the verdict).
         #: Used by runs without a time_limit only: an allowance is one sitting's wall clock.
@@ -243,6 +244,7 @@ class Detector:
         if frozen_copy:
             work.requires_grad_(False)
         check_model_fits(work, clean, dev)
+        self.clean_accuracy = clean_accuracy(work, clean, dev)  # recorded in the verdict; a low one is warned of
         return work, dev
 
     def verdict(
@@ -265,7 +267,11 @@ class Detector:
             seconds=time.perf_counter() - start,
             seed=self.seed,
             settings=self.settings(),
-            details=details if self.config.time_limit is None else {**details, "cut_by_time_limit": self.deadline.cut},
+            details={
+                "clean_accuracy": self.clean_accuracy,
+                **details,
+                **({} if self.config.time_limit is None else {"cut_by_time_limit": self.deadline.cut}),
+            },
             artifacts=artifacts or {},
         )
 
