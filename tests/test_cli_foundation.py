@@ -235,3 +235,19 @@ def test_the_api_checks_a_checkpoints_data_and_a_mitigations_test_data(zoo) -> N
         ban.mitigate(ckpt, clean, "ft", test=rgb, budget=0.01)
     with pytest.raises(BanError, match=r"^the model cannot read the test data's images of shape \(3, 28, 28\)"):
         ban.mitigate(ckpt.model, clean, "ft", test=rgb, budget=0.01)
+
+
+def test_an_output_that_is_the_input_model_is_refused(zoo, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`mitigate M --out M` replaced the backdoored original (the evidence) with its repair, and `detect M --json M`
+    the model with its verdict; both are refused before any work, whatever path spells the same file."""
+    good = zoo.get("clean")
+    path = save_model(tmp_path / "m.safetensors", good.model, good.meta)
+    before = path.read_bytes()
+    for args, flag in (
+        (["mitigate", str(path), "--out", str(tmp_path / "." / "m.safetensors"), "--budget", "0.01"], "--out"),
+        (["detect", str(path), "--json", str(path), "--budget", "0.01"], "--json"),
+    ):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith(f"error: {flag} ") and "is the model given as input" in err
+        assert len(err.strip().splitlines()) == 1 and path.read_bytes() == before

@@ -37,14 +37,19 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(path.absolute().anchor)
 
 
-def check_output_file(path: Path | None, flag: str, example: str = "model.safetensors") -> None:
-    """Refuse, before any work starts, an output file path that cannot be written (a folder, a FIFO, ...)."""
+def check_output_file(
+    path: Path | None, flag: str, example: str = "model.safetensors", model: Path | None = None
+) -> None:
+    """Refuse, before any work starts, an output file path that cannot be written (a folder, a FIFO, ...) or
+    that is the input `model` itself (its verdict or repair would replace the model it was made from)."""
     if path is None:
         return
     if path.is_dir():
         raise BanError(f"{flag} {path} is a folder; pass a file path, e.g. {path / example}")
     if path.exists() and not path.is_file():
         raise BanError(f"{flag} {path} exists and is not a regular file; pass a new file path")
+    if model is not None and path.exists() and model.is_file() and os.path.samefile(path, model):
+        raise BanError(f"{flag} {path} is the model given as input and would be overwritten; pass another path")
     _check_parent(path, flag)
 
 

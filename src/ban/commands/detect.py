@@ -161,7 +161,7 @@ def detect(
     """Scan a model for a backdoor and print the verdict and the prediction histogram under noise."""
     import json
 
-    check_output_file(json_out, "--json", "verdict.json")
+    check_output_file(json_out, "--json", "verdict.json", model=model)
     check_output_dir(figures, "--figures")
     check_output_dir(snapshots, "--snapshots")
     paths = checkpoints_in(model)

@@ -61,7 +61,7 @@ def mitigate(
     """Repair MODEL on the defender's clean data; print BA/ASR before and after; save a checkpoint `ban eval` loads."""
     from ban.commands.common import maybe_subset
 
-    check_output_file(out, "--out")
+    check_output_file(out, "--out", model=model)
     ckpt = load_model(model, arch=arch, input_size=input_size)
     name = data or ckpt.meta.get("dataset")
     if not name:
