@@ -689,3 +689,26 @@ def test_detection_counts_need_the_right_target() -> None:
     assert tpr_at_fpr(y, s) == 1.0  # 1/20 = 5% FPR is within budget
     s[0] = 9.0  # two: 10% FPR
     assert tpr_at_fpr(y, s) == 0.0
+
+
+def test_auroc_and_tpr_at_fpr_agree_with_sklearn_on_ties_and_extremes() -> None:
+    """The bootstrap's two statistics are counted directly (sklearn's input checks were most of a report's time:
+    1,000 resamples a detector); sklearn's functions are the oracle, on scores with ties and ±1e300. The ROC
+    curve keeps every corner: roc_curve's default drops corners that lie on a line between two others, and
+    with them operating points within the budget (a TPR of 0.1 at FPR 0.21 reported as 0 at budget 0.3)."""
+    from sklearn.metrics import roc_curve
+
+    from ban.bench.metrics import FPR_BUDGET, auroc, tpr_at_fpr
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n_pos, n_neg = int(rng.integers(1, 30)), int(rng.integers(1, 60))
+        y = np.array([1] * n_pos + [0] * n_neg)
+        s = rng.integers(0, 6 if trial % 2 else 1000, n_pos + n_neg).astype(float)  # many ties, or few
+        if trial % 7 == 0:
+            s[rng.integers(0, len(s), 3)] = rng.choice([-1e300, 1e300], 3)
+        assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        for budget in (0.0, FPR_BUDGET, 0.3):
+            fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+            ok = fpr <= budget + 1e-12
+            assert tpr_at_fpr(y, s, budget) == (float(tpr[ok].max()) if ok.any() else 0.0)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from ban.attacks.implant import implanted
 
@@ -84,10 +83,15 @@ def labels_and_scores(results: Iterable[dict[str, Any]]) -> tuple[np.ndarray, np
 
 
 def tpr_at_fpr(y: np.ndarray, s: np.ndarray, fpr_budget: float = FPR_BUDGET) -> float:
-    """The highest true-positive rate whose false-positive rate stays within `fpr_budget`."""
-    fpr, tpr, _ = roc_curve(y, s)
-    ok = fpr <= fpr_budget + 1e-12
-    return float(tpr[ok].max()) if ok.any() else 0.0
+    """The highest true-positive rate whose false-positive rate stays within `fpr_budget`, over the thresholds
+    "score ≥ t" for every score t: every corner of the ROC curve (sklearn's `roc_curve` by default drops the
+    corners that lie on a line between two others, and could miss the best one within the budget)."""
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    t = np.unique(s)
+    tp = len(pos) - np.searchsorted(pos, t, "left")
+    fp = len(neg) - np.searchsorted(neg, t, "left")
+    ok = fp / len(neg) <= fpr_budget + 1e-12
+    return float(tp[ok].max() / len(pos)) if ok.any() else 0.0
 
 
 @dataclass
@@ -122,7 +126,12 @@ def bootstrap(
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
-    return float(roc_auc_score(y, s))
+    """The area under the ROC curve: the chance that a positive scores above a negative, ties counting half
+    (the Mann-Whitney statistic, which sklearn's roc_auc_score computes as the curve's area)."""
+    pos, neg = s[y == 1], np.sort(s[y == 0])
+    below = np.searchsorted(neg, pos, "left")
+    ties = np.searchsorted(neg, pos, "right") - below
+    return float((below.sum() + 0.5 * ties.sum()) / (len(pos) * len(neg)))
 
 
 def detection_times(results: list[dict[str, Any]]) -> tuple[float, float]:
