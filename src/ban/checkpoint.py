@@ -14,6 +14,7 @@ cannot make ban allocate a model larger than the tensors it holds.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +166,12 @@ def _check_tensors(tensors: dict[str, Tensor], source: str) -> None:
 
 def save_model(path: str | Path, model: SplitModel, meta: dict[str, Any], attack: Attack | None = None) -> Path:
     """Write `model` (and `attack`'s state) with `meta` to a `.safetensors` file, atomically."""
+    if not isinstance(path, str | os.PathLike):
+        raise BanError(f"save_model takes the checkpoint's path (a str or Path), got {type(path).__name__}")
+    if not isinstance(model, nn.Module):
+        raise BanError(f"save_model takes a torch nn.Module, got {type(model).__name__}")
+    if not isinstance(meta, dict):
+        raise BanError(f"save_model takes the metadata as a dict (model_metadata(...)), got {type(meta).__name__}")
     path = Path(path)
     if path.is_dir():
         raise BanError(f"{path} is a folder; pass a file path for the checkpoint, e.g. {path / 'model.safetensors'}")
@@ -176,8 +183,13 @@ def save_model(path: str | Path, model: SplitModel, meta: dict[str, Any], attack
         tensors.update({f"attack.{k}": v.detach().cpu().contiguous().clone() for k, v in attack.state_dict().items()})
         meta["attack"] = attack.describe()
     _check_finite(tensors, str(path))
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        problem = f"the metadata for {path} is not plain JSON data ({exc})"
+        raise BanError(f"{problem}; keep to str, numbers, lists and dicts") from exc
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"ban": json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata={"ban": text})
     return path
 
 
@@ -362,6 +374,8 @@ def load_model(
     is `input_size`, or else left to `Checkpoint.adopt_input_size` (the architectures are size-agnostic).
     """
     path = regular_file(path, "checkpoint")
+    if input_size is not None and not 1 <= input_size <= MAX_SIDE:
+        raise BanError(f"--input-size {input_size} is outside 1..{MAX_SIDE}; pass the side of the model's images")
     if arch is not None:
         arch = canonical_arch(arch)  # a misspelt --arch is refused even where the file names its own
     tensors, meta = _read_file(path)
@@ -376,8 +390,6 @@ def load_model(
     }
     if arch is None:
         raise BanError(f"{path} carries no ban metadata; pass --arch (one of {MODELS.choices()})")
-    if input_size is not None and not 1 <= input_size <= MAX_SIDE:
-        raise BanError(f"--input-size {input_size} is outside 1..{MAX_SIDE}; pass the side of the model's images")
     k_found, in_ch, w_found = _plain_dims(arch, state)
     k_classes = num_classes if num_classes is not None else k_found
     w = width if width is not None else w_found

@@ -9,10 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from ban.data.dataset import ImageData
+from ban.errors import BanError
 from ban.utils import batches, eval_mode, make_generator, resolve_device
 
 if TYPE_CHECKING:
     from ban.attacks.base import Attack
+    from ban.checkpoint import Checkpoint
 
 
 @dataclass
@@ -82,16 +84,33 @@ def attack_success_rate(
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Checkpoint,
     data: ImageData,
     attack: Attack | None = None,
     batch_size: int = 512,
     device: str | torch.device = "auto",
     seed: int = 0,
 ) -> EvalReport:
-    """BA of `model` on clean `data` and, when `attack` is given, its ASR."""
+    """BA of `model` on clean `data` and, when `attack` is given, its ASR.
+
+    `model` may be a Checkpoint: its model, and its attack when `attack` is not given."""
+    from ban.checkpoint import Checkpoint
+    from ban.model_fit import check_model_fits
+
+    if isinstance(model, Checkpoint):
+        model, attack = model.model, attack if attack is not None else model.attack
+    if not isinstance(model, nn.Module):
+        raise BanError(f"evaluate takes a torch nn.Module or a ban Checkpoint, got {type(model).__name__}")
+    if not isinstance(data, ImageData):
+        raise BanError(f"evaluate takes the test images as ban ImageData, got {type(data).__name__}")
+    if attack is not None and attack.image_shape is None:
+        raise BanError(
+            f"the {attack.name} attack has no trigger yet: evaluate the attack a model was trained with "
+            "(checkpoint.attack), or build one with attack.setup(image_shape, num_classes)"
+        )
     dev = resolve_device(device)
     model.to(dev)
+    check_model_fits(model, data, dev, "test data")
     report = EvalReport(ba=accuracy(model, data, batch_size, dev), n_clean=len(data))
     if attack is not None:
         report.asr, report.n_asr = attack_success_rate(model, data, attack, batch_size, dev, seed)

@@ -18,6 +18,11 @@ from ban.errors import BanError
 from ban.utils import eval_mode
 
 ADVICE = "pass the dataset the model was trained on"
+TRAINING_ADVICE = "build the model for the data: create_model(arch, num_classes, in_channels)"
+
+
+def _advice(what: str) -> str:
+    return TRAINING_ADVICE if what == "training data" else ADVICE
 
 
 def check_fits(
@@ -26,27 +31,35 @@ def check_fits(
     """Raise when the data's image shape or class count does not match the model's."""
     if data.image_shape != tuple(image_shape):
         shapes = f"images of shape {data.image_shape} but the model takes {tuple(image_shape)}"
-        raise BanError(f"{what} has {shapes}; {ADVICE}")
+        raise BanError(f"{what} has {shapes}; {_advice(what)}")
     if data.num_classes != num_classes:
-        raise BanError(f"{what} has {data.num_classes} classes but the model outputs {num_classes}; {ADVICE}")
+        raise BanError(f"{what} has {data.num_classes} classes but the model outputs {num_classes}; {_advice(what)}")
 
 
 def check_model_fits(
     model: nn.Module, data: CleanData | ImageData, device: torch.device, what: str = "clean data"
 ) -> None:
     """Raise unless `model` (on `device`) reads the data's images and outputs one logit per class."""
+    norm = getattr(model, "normalize", None)
+    mean = getattr(norm, "mean", None)
+    if isinstance(mean, torch.Tensor) and mean.ndim == 4 and data.x.ndim == 4 and mean.shape[1] != data.x.shape[1]:
+        # ban's models normalise first, and (x - mean) would broadcast grey images to three channels unnoticed
+        raise BanError(
+            f"{what} has {data.x.shape[1]}-channel images but the model takes {mean.shape[1]}-channel ones; "
+            f"{_advice(what)}"
+        )
     try:
         with torch.no_grad(), eval_mode(model):
             out = model(data.x[:2].to(device))
     except RuntimeError as exc:
         raise BanError(
             f"the model cannot read the {what}'s images of shape {data.image_shape} ({str(exc).splitlines()[0]}); "
-            f"{ADVICE}"
+            f"{_advice(what)}"
         ) from exc
     if out.ndim != 2:
         raise BanError(
             f"the model outputs {tuple(out.shape[1:])} per image, not one logit for each of the {what}'s "
-            f"{data.num_classes} classes; {ADVICE}"
+            f"{data.num_classes} classes; {_advice(what)}"
         )
     check_fits(data, int(out.shape[1]), data.image_shape, what)
 

@@ -18,6 +18,7 @@ from ban.data.augment import Augment, identity
 from ban.data.dataset import ImageData
 from ban.errors import BanError
 from ban.evaluate import EvalReport, evaluate
+from ban.model_fit import check_model_fits
 from ban.progress import Bar
 from ban.utils import make_generator, resolve_device, seed_everything
 
@@ -95,12 +96,15 @@ def train_model(
 ) -> TrainReport:
     """Train `model` on `data` (poisoned by `attack` when given); evaluate on `test_data` at the end."""
     cfg = config or TrainConfig()
+    if len(data) == 0:
+        raise BanError("no training images: the dataset (or its --subset) is empty")
     seed_everything(cfg.seed)
     dev = resolve_device(cfg.device)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     g = make_generator(cfg.seed)
     model.to(dev)
+    check_model_fits(model, data, dev, "training data")
     num_poisoned = 0
     if attack is not None:
         attack.setup(data.image_shape, data.num_classes, g)

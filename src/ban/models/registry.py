@@ -51,6 +51,8 @@ def create_model(
     """
     if num_classes < 2:
         raise BanError(f"num_classes must be at least 2, got {num_classes}")
+    if in_channels < 1:
+        raise BanError(f"in_channels must be at least 1 (1 grey, 3 colour), got {in_channels}")
     if not width > 0 or not math.isfinite(width):  # NaN fails `width <= 0` too
         raise BanError(f"width multiplier must be a positive number, got {width}")
     build = MODELS.entry(name)

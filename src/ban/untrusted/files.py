@@ -40,6 +40,8 @@ def _stat_error(path: Path, what: str, exc: OSError) -> BanError:
 
 def regular_file(path: str | os.PathLike[str], what: str) -> Path:
     """`path` as a Path when it names an existing regular file; else a BanError saying what it is instead."""
+    if not isinstance(path, str | os.PathLike):
+        raise BanError(f"expected the {what}'s path (a str or Path), got {type(path).__name__}")
     p = Path(path)
     try:
         mode = p.stat().st_mode
