@@ -21,6 +21,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from ban.attacks import ATTACKS
 from ban.bench.plan import model_jobs, only_groups, only_methods, plan_tasks
 from ban.bench.spec import BenchSpec, load_spec, parse_spec
 from ban.bench.store import claim
@@ -103,6 +104,9 @@ def test_shipped_specs_validate() -> None:
     fmnist = load_spec(ROOT / "benchmarks" / "specs" / "fmnist-cpu.yaml")
     assert len(fmnist.attacks) == 7 and fmnist.models_per_attack >= 5 and fmnist.clean_models >= 5
     assert len(plan_tasks(load_spec_unchecked(SMOKE))) == 10
+    gpu = load_spec(ROOT / "benchmarks" / "specs" / "gpu-smoke.yaml")  # a lent GPU's first check runs every method
+    assert {a.name for a in gpu.attacks} == set(ATTACKS)
+    assert {d.name for d in gpu.detectors} == set(DETECTORS) and {m.name for m in gpu.mitigations} == set(MITIGATIONS)
 
 
 def test_models_are_planned_index_major() -> None:
