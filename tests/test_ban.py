@@ -182,7 +182,7 @@ def test_bad_inputs_are_clear_errors(zoo, clean) -> None:  # type: ignore[no-unt
     with pytest.raises(BanError, match="at least 100 clean images"):
         BAN(**FAST).detect(model, few)
     rgb = ImageData(torch.rand(200, 3, 32, 32), torch.arange(200) % 10, 10)
-    with pytest.raises(BanError, match="shape"):
+    with pytest.raises(BanError, match="3-channel images but the model takes 1-channel ones"):
         BAN(**FAST).detect(model, CleanData.from_images(rgb))
     five = ImageData(zoo.defender.x[:200], zoo.defender.y[:200] % 5, 5)
     with pytest.raises(BanError, match="classes"):
