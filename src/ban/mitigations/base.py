@@ -121,8 +121,6 @@ class Mitigation:
         attack: Attack | None = None,
     ) -> tuple[nn.Module, MitigationReport]:
         """Repair a copy of `model`; the evaluator (not the method) measures BA/ASR on `test` before and after."""
-        if test is not None:  # where the model is: the evaluator moves it, the check does not
-            check_model_fits(model, test, next(model.parameters(), torch.empty(0)).device, "test data")
         before = evaluate(model, test, attack, device=self.params.device, seed=self.seed) if test is not None else None
         start = time.perf_counter()
         repaired, details = self.repair(copy.deepcopy(model), clean)
