@@ -41,7 +41,7 @@ fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 DATA=()
 [ -d .gpu/data ] && DATA=(--data-dir .gpu/data)
-ban() { "$PYTHON" -m ban.cli "$@"; }
+BAN=("$PYTHON" -m ban.cli)
 
 echo "== machine"
 nvidia-smi -L 2>/dev/null || echo "(no nvidia-smi)"
@@ -53,11 +53,11 @@ nvidia-smi -L 2>/dev/null || echo "(no nvidia-smi)"
 bench() {
   local spec=$1 out=$2 limit=$3 t0=$SECONDS rc
   echo "== $(basename "$spec" .yaml): at most ${limit} s"
-  timeout -s INT -k 30 "$limit" "$PYTHON" -m ban.cli bench run "$spec" --out "$out" "${DATA[@]}" \
+  timeout -s INT -k 30 "$limit" "${BAN[@]}" bench run "$spec" --out "$out" "${DATA[@]}" \
     --device "$DEVICE" --jobs "$JOBS" --no-report -q
   rc=$?
   echo "== $(basename "$spec" .yaml): rc $rc after $((SECONDS - t0)) s$([ $rc = 124 ] || [ $rc = 130 ] && echo ' (stopped at its limit)')"
-  ban bench report "$out" >/dev/null && cp "$out/report/report.md" "$OUT/$(basename "$spec" .yaml).md"
+  "${BAN[@]}" bench report "$out" >/dev/null && cp "$out/report/report.md" "$OUT/$(basename "$spec" .yaml).md"
 }
 
 bench "$SMOKE_SPEC" "$WORK/smoke" "$SMOKE_S"

@@ -36,10 +36,8 @@ def _clean(data: CleanData | ImageData) -> CleanData:
 def _fitting(model: Checkpoint | nn.Module, data: CleanData | ImageData, what: str) -> CleanData | ImageData:
     """`data`, checked against a Checkpoint's recorded input shape and classes: a model with adaptive pooling
     reads images of any size, and would be scanned on the wrong ones without complaint."""
-    if isinstance(model, Checkpoint) and isinstance(data, CleanData | ImageData):
-        shape = model.meta.get("input_shape")
-        if shape and None not in shape and model.meta.get("num_classes"):
-            check_fits(data, int(model.meta["num_classes"]), tuple(shape), what)
+    if isinstance(model, Checkpoint) and model.input_size_known and isinstance(data, CleanData | ImageData):
+        check_fits(data, model.num_classes, model.input_shape, what)
     return data
 
 

@@ -315,9 +315,7 @@ def _attack_of(meta: dict[str, Any], tensors: dict[str, Tensor], source: str) ->
 
     info = meta["attack"]
     try:
-        attack = create_attack(info["name"], **info.get("params", {}))
-        preset = info.get("preset")
-        attack.preset = preset if isinstance(preset, str) and preset in attack.PRESETS else None
+        attack = create_attack(info["name"], preset=info.get("preset"), **info.get("params", {}))
         attack.setup(
             tuple(info.get("image_shape") or meta["input_shape"]),
             int(info.get("num_classes") or meta["num_classes"]),

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ban.data.dataset import ImageData
 from ban.errors import BanError
+from ban.model_fit import check_model_fits
 from ban.utils import batches, eval_mode, make_generator, resolve_device
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ def evaluate(
 
     `model` may be a Checkpoint: its model, and its attack when `attack` is not given."""
     from ban.checkpoint import Checkpoint
-    from ban.model_fit import check_model_fits
 
     if isinstance(model, Checkpoint):
         model, attack = model.model, attack if attack is not None else model.attack
